@@ -1,0 +1,69 @@
+import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import { ModelAccess } from './auth/access.js'
+import jwtAuth from './auth/jwt.js'
+import { Pool } from './backends/pool.js'
+import type { Config } from './config/schema.js'
+import type { Gateway } from './context.js'
+import { GatewayError } from './errors.js'
+import { installErrorHandlers } from './http-errors.js'
+import { loggerOptions, requestLogLine } from './logging.js'
+import authRoutes from './routes/auth.js'
+import healthRoutes from './routes/health.js'
+import ollamaModelRoutes from './routes/ollama-models.js'
+import ollamaRoutes from './routes/ollama.js'
+import openaiRoutes from './routes/openai.js'
+
+export interface AppOptions {
+  /** Skip periodic discovery (tests drive `gateway.pool.refresh()` themselves). */
+  discovery?: boolean
+  logger?: boolean
+}
+
+/** Builds the whole gateway from a validated config. Tests build exactly this. */
+export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: options.logger === false ? false : loggerOptions(config),
+    // One line per request comes from logging.ts instead of Fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: config.server.bodyLimit,
+    trustProxy: config.server.trustProxy,
+    // Keep the body as the client sent it (pass-through) and reject wrong types instead of coercing.
+    ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
+    return503OnClosing: true,
+  })
+
+  const pool = new Pool(config)
+  const gateway: Gateway = {
+    config,
+    pool,
+    access: new ModelAccess(config.auth.modelAccess),
+    relay: { pool, retries: config.routing.retries, keepAliveMs: config.routing.keepAliveMs },
+  }
+  app.decorate('gateway', gateway)
+  app.addHook('onClose', async () => pool.close())
+
+  requestLogLine(app)
+  installErrorHandlers(app)
+  await app.register(jwtAuth, { config })
+  const perMinute = config.limits.requestsPerMinute
+  await app.register(rateLimit, {
+    global: true,
+    hook: 'preHandler',
+    timeWindow: 60_000,
+    keyGenerator: (request) => request.principal?.sub ?? request.ip,
+    max: (request) => perMinute[request.principal?.role ?? 'user'] || Number.MAX_SAFE_INTEGER,
+    errorResponseBuilder: (request, context) => new GatewayError(429,
+      `rate limit exceeded: ${context.max} requests per minute for ${request.principal === null ? 'this client' : `role '${request.principal.role}'`}; retry in ${context.after}`,
+      'rate_limit_exceeded', Math.ceil(context.ttl / 1000)),
+  })
+
+  await app.register(healthRoutes)
+  await app.register(authRoutes)
+  await app.register(openaiRoutes)
+  await app.register(ollamaRoutes)
+  await app.register(ollamaModelRoutes)
+
+  if (options.discovery !== false) pool.start()
+  return app
+}

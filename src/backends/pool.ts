@@ -1,0 +1,163 @@
+import type { Config } from '../config/schema.js'
+import { GatewayError } from '../errors.js'
+import { Backend, type ModelEntry } from './backend.js'
+import { discover } from './discovery.js'
+
+/** A slot on a backend, held for one upstream request. */
+export interface Lease {
+  backend: Backend
+  entry: ModelEntry
+  release: () => void
+}
+
+interface Waiter {
+  model: string
+  exclude: ReadonlySet<Backend>
+  grant: (lease: Lease) => void
+  fail: (err: GatewayError) => void
+}
+
+// A model nobody serves triggers a re-discovery, but not more often than this.
+const UNKNOWN_MODEL_REFRESH_MS = 1000
+
+/**
+ * The backends, what they serve, and their concurrency slots. Requests go to a healthy backend
+ * serving the model with a free slot, preferring one that has the model loaded, then the least
+ * busy; when all are full they wait in a bounded FIFO queue per model.
+ */
+export class Pool {
+  readonly backends: Backend[]
+  private waiters: Waiter[] = []
+  private timer: NodeJS.Timeout | undefined
+  private lastUnknownRefresh = 0
+  private refreshing: Promise<void> | undefined
+  private rotation = 0
+
+  constructor (private readonly config: Config) {
+    this.backends = config.backends.map((b) => new Backend(b, config.routing.downBackoffMs))
+  }
+
+  get aliases (): Record<string, string> {
+    return this.config.models.aliases
+  }
+
+  /** Starts periodic discovery (which is also the active health probe). */
+  start (): void {
+    void this.refresh()
+    this.timer = setInterval(() => { void this.refresh() }, this.config.routing.discoveryIntervalMs)
+    this.timer.unref()
+  }
+
+  /** Re-discovers every backend; concurrent callers share one round. */
+  refresh (): Promise<void> {
+    this.refreshing ??= Promise.all(this.backends.map(discover)).then(() => {
+      this.refreshing = undefined
+      this.backends.forEach((b) => this.handOver(b))
+    })
+    return this.refreshing
+  }
+
+  resolveAlias (model: string): string {
+    return this.aliases[model] ?? model
+  }
+
+  byName (name: string): Backend | undefined {
+    return this.backends.find((b) => b.name === name)
+  }
+
+  /** Backends that serve `model` (already alias-resolved); re-discovers once if none is known. */
+  async servers (model: string): Promise<Backend[]> {
+    let found = this.backends.filter((b) => b.lookup(model) !== undefined)
+    if (found.length === 0 && Date.now() - this.lastUnknownRefresh > UNKNOWN_MODEL_REFRESH_MS) {
+      this.lastUnknownRefresh = Date.now()
+      await this.refresh()
+      found = this.backends.filter((b) => b.lookup(model) !== undefined)
+    }
+    return found
+  }
+
+  private pick (model: string, exclude: ReadonlySet<Backend>): Backend | undefined {
+    const now = Date.now()
+    const free = this.backends.filter((b) => !exclude.has(b) && b.isUp(now) && b.hasFreeSlot && b.lookup(model) !== undefined)
+    if (free.length === 0) return undefined
+    const loaded = free.filter((b) => b.loaded.has(b.lookup(model)!.upstream))
+    const choices = loaded.length > 0 ? loaded : free
+    const load = (b: Backend): number => b.inFlight / b.maxConcurrent
+    const least = Math.min(...choices.map(load))
+    const tied = choices.filter((b) => load(b) === least)
+    return tied[this.rotation++ % tied.length]
+  }
+
+  private lease (backend: Backend, model: string): Lease {
+    backend.inFlight += 1
+    let released = false
+    return {
+      backend,
+      entry: backend.lookup(model)!,
+      release: () => {
+        if (released) return
+        released = true
+        backend.inFlight -= 1
+        this.handOver(backend)
+      },
+    }
+  }
+
+  /** Gives a freed slot to the oldest waiter that can use it. */
+  private handOver (backend: Backend): void {
+    while (backend.hasFreeSlot && backend.isUp()) {
+      const i = this.waiters.findIndex((w) => !w.exclude.has(backend) && backend.lookup(w.model) !== undefined)
+      if (i === -1) return
+      const [waiter] = this.waiters.splice(i, 1)
+      waiter!.grant(this.lease(backend, waiter!.model))
+    }
+  }
+
+  /**
+   * A slot on a backend serving `model`. Waits in the model's queue when every slot is busy.
+   * Throws 404 when no backend serves the model, 503 when none is healthy or the queue is full
+   * or the wait timed out.
+   */
+  async acquire (model: string, signal: AbortSignal, exclude: ReadonlySet<Backend> = new Set()): Promise<Lease> {
+    const servers = (await this.servers(model)).filter((b) => !exclude.has(b))
+    if (servers.length === 0) throw new GatewayError(404, `model '${model}' not found`, 'model_not_found')
+    const backend = this.pick(model, exclude)
+    if (backend !== undefined) return this.lease(backend, model)
+    const now = Date.now()
+    if (!servers.some((b) => b.isUp(now))) {
+      const retry = Math.max(1, Math.ceil((Math.min(...servers.map((b) => b.downUntil)) - now) / 1000))
+      throw new GatewayError(503, `no healthy backend serves model '${model}'`, 'backend_unavailable', retry)
+    }
+    const { maxWaiting, queueTimeoutMs } = this.config.routing
+    const busy = (): GatewayError => new GatewayError(503, `server busy: every backend slot for model '${model}' is taken; try again shortly`, 'server_busy', Math.max(1, Math.ceil(queueTimeoutMs / 1000)))
+    if (this.queueLength(model) >= maxWaiting) throw busy()
+    return new Promise<Lease>((resolve, reject) => {
+      const waiter: Waiter = {
+        model,
+        exclude,
+        grant: (lease) => { cleanup(); resolve(lease) },
+        fail: (err) => { cleanup(); reject(err) },
+      }
+      const timer = setTimeout(() => { this.dequeue(waiter); waiter.fail(busy()) }, queueTimeoutMs)
+      const onAbort = (): void => { this.dequeue(waiter); waiter.fail(new GatewayError(499, 'request canceled', 'client_closed')) }
+      const cleanup = (): void => { clearTimeout(timer); signal.removeEventListener('abort', onAbort) }
+      signal.addEventListener('abort', onAbort)
+      this.waiters.push(waiter)
+    })
+  }
+
+  private dequeue (waiter: Waiter): void {
+    const i = this.waiters.indexOf(waiter)
+    if (i !== -1) this.waiters.splice(i, 1)
+  }
+
+  queueLength (model: string): number {
+    return this.waiters.reduce((n, w) => n + (w.model === model ? 1 : 0), 0)
+  }
+
+  async close (): Promise<void> {
+    clearInterval(this.timer)
+    for (const w of this.waiters.splice(0)) w.fail(new GatewayError(503, 'gateway shutting down', 'shutting_down'))
+    await Promise.all(this.backends.map((b) => b.close()))
+  }
+}

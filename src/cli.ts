@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { hashPassword } from './auth/passwords.js'
+import { parseTtl } from './auth/ttl.js'
+import { ConfigError, configPathFrom, loadConfig } from './config/load.js'
+import { serve } from './server.js'
+
+const HELP: Record<string, string> = {
+  main: `chatgate — a self-hosted chat gateway for Ollama, Xinference and OpenAI-compatible backends
+
+Usage: chatgate <command> [options]
+
+Commands:
+  serve           start the gateway
+  check-config    validate a config file and report every problem
+  hash-password   read a password from stdin and print its scrypt hash (for auth.users)
+  token           print a JWT signed with the configured key
+
+Run "chatgate <command> --help" for a command's options.`,
+  serve: `Usage: chatgate serve [--config FILE]
+
+Starts the gateway. The config file is FILE, else $CHATGATE_CONFIG, else config/chatgate.yaml.`,
+  'check-config': `Usage: chatgate check-config [--config FILE]
+
+Validates the config file; prints every problem by its path and exits 1 if there is any.`,
+  'hash-password': `Usage: echo -n 'secret' | chatgate hash-password
+
+Reads a password from standard input (one trailing newline is dropped) and prints a scrypt hash
+to paste into auth.users[].passwordHash.`,
+  token: `Usage: chatgate token --sub NAME --role user|admin [--ttl 1h] [--config FILE]
+
+Prints a JWT for NAME with the given role, signed with the key the config names (the generated
+secret under store.dir when none is configured). TTL: a number and s, m, h or d.`,
+}
+
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  sub: { type: 'string' },
+  role: { type: 'string' },
+  ttl: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const
+
+class UsageError extends Error {}
+
+async function readStdin (): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '')
+}
+
+async function printToken (configFile: string, sub: string | undefined, role: string | undefined, ttlText: string): Promise<void> {
+  if (sub === undefined || sub === '') throw new UsageError('--sub NAME is required')
+  if (role !== 'user' && role !== 'admin') throw new UsageError('--role must be user or admin')
+  const ttl = parseTtl(ttlText)
+  if (ttl === undefined) throw new UsageError(`--ttl "${ttlText}" is not a duration like 30m, 1h or 7d`)
+  const config = loadConfig(configFile)
+  // The signing key comes from the same code the server uses, without starting it.
+  const { default: Fastify } = await import('fastify')
+  const { default: jwtAuth } = await import('./auth/jwt.js')
+  const app = Fastify({ logger: false })
+  await app.register(jwtAuth, { config })
+  await app.ready()
+  process.stdout.write(app.issueToken(sub, role, ttl).token + '\n')
+  await app.close()
+}
+
+export async function main (argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    process.stdout.write(HELP.main + '\n')
+    return command === undefined ? 1 : 0
+  }
+  if (!(command in HELP) || command === 'main') throw new UsageError(`unknown command "${command}"\n\n${HELP.main}`)
+  const { values } = parseArgs({ args: rest, options: OPTIONS, strict: true })
+  if (values.help === true) {
+    process.stdout.write(HELP[command] + '\n')
+    return 0
+  }
+  const configFile = configPathFrom(values.config)
+  switch (command) {
+    case 'serve':
+      await serve(configFile)
+      return -1 // keeps running
+    case 'check-config': {
+      const config = loadConfig(configFile)
+      process.stdout.write(`${configFile}: OK (${config.backends.length} backend(s), ${config.auth.users.length} user(s))\n`)
+      return 0
+    }
+    case 'hash-password': {
+      const password = await readStdin()
+      if (password === '') throw new UsageError('no password on standard input')
+      process.stdout.write(await hashPassword(password) + '\n')
+      return 0
+    }
+    default:
+      await printToken(configFile, values.sub, values.role, values.ttl ?? '1h')
+      return 0
+  }
+}
+
+const packageVersion = (): string => (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+main(process.argv.slice(2)).then((code) => {
+  if (code >= 0) process.exitCode = code
+}, (err: unknown) => {
+  if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`)
+  else if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) process.stderr.write(`chatgate ${packageVersion()}: ${(err as Error).message}\n`)
+  else process.stderr.write(`chatgate: ${(err as Error).stack ?? String(err)}\n`)
+  process.exitCode = err instanceof ConfigError ? 2 : 1
+})

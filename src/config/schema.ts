@@ -1,0 +1,95 @@
+import { Type, type Static } from '@sinclair/typebox'
+
+// The config file's schema. Defaults live here so that the example file, the generated JSON Schema
+// and the running gateway agree on them.
+
+const HttpUrl = Type.String({ pattern: '^https?://[^\\s/]+', description: 'http(s) URL' })
+const Role = Type.Union([Type.Literal('user'), Type.Literal('admin')])
+const Ms = (def: number, description: string) => Type.Integer({ minimum: 0, default: def, description })
+
+export const ServerSchema = Type.Object({
+  host: Type.String({ default: '127.0.0.1', description: 'Address to listen on' }),
+  port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'HTTP port (0 picks a free one)' }),
+  bodyLimit: Type.Integer({ minimum: 1024, default: 20 * 1024 * 1024, description: 'Largest request body in bytes (images make chat bodies large)' }),
+  trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* from a proxy in front' }),
+}, { additionalProperties: false, default: {} })
+
+export const UserSchema = Type.Object({
+  username: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._@-]+$' }),
+  passwordHash: Type.String({ pattern: '^scrypt\\$', description: 'from `chatgate hash-password`' }),
+  role: Type.Optional(Role),
+}, { additionalProperties: false })
+
+export const JwtSchema = Type.Object({
+  algorithm: Type.Union([Type.Literal('HS256'), Type.Literal('RS256'), Type.Literal('ES256'), Type.Literal('EdDSA')], { default: 'HS256' }),
+  secret: Type.Optional(Type.String({ minLength: 32, description: 'HS256 secret; when absent one is generated under store.dir' })),
+  publicKeyFile: Type.Optional(Type.String({ description: 'PEM public key (RS256/ES256/EdDSA), verifies tokens' })),
+  privateKeyFile: Type.Optional(Type.String({ description: 'PEM private key; needed to issue tokens (login, `chatgate token`)' })),
+  issuer: Type.Optional(Type.String({ description: 'Required `iss`; also set on issued tokens' })),
+  audience: Type.Optional(Type.String({ description: 'Required `aud`; also set on issued tokens' })),
+  tokenTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '1h', description: 'Lifetime of tokens from /auth/login' }),
+}, { additionalProperties: false, default: {} })
+
+export const AuthSchema = Type.Object({
+  jwt: JwtSchema,
+  users: Type.Array(UserSchema, { default: [] }),
+  loginPerMinute: Type.Integer({ minimum: 1, default: 10, description: 'Login attempts per client IP per minute' }),
+  modelAccess: Type.Object({
+    user: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),
+    admin: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),
+  }, { additionalProperties: false, default: {}, description: 'Glob patterns of the models each role may use' }),
+}, { additionalProperties: false, default: {} })
+
+export const LimitsSchema = Type.Object({
+  requestsPerMinute: Type.Object({
+    user: Type.Integer({ minimum: 0, default: 120 }),
+    admin: Type.Integer({ minimum: 0, default: 1200 }),
+  }, { additionalProperties: false, default: {}, description: 'Per authenticated user; 0 disables the limit' }),
+}, { additionalProperties: false, default: {} })
+
+export const BackendSchema = Type.Object({
+  name: Type.String({ minLength: 1, pattern: '^[A-Za-z0-9._-]+$' }),
+  type: Type.Union([Type.Literal('ollama'), Type.Literal('xinference'), Type.Literal('openai')]),
+  url: HttpUrl,
+  apiKey: Type.Optional(Type.String({ minLength: 1, description: 'Sent upstream as Bearer (xinference, openai)' })),
+  maxConcurrent: Type.Integer({ minimum: 1, default: 1, description: "Parallel requests the backend runs (Ollama's OLLAMA_NUM_PARALLEL)" }),
+  connectTimeoutMs: Ms(5000, 'TCP connect timeout'),
+  firstByteTimeoutMs: Ms(300000, 'Wait for response headers (model load + prompt eval)'),
+  idleTimeoutMs: Ms(120000, 'Longest gap between two streamed chunks'),
+}, { additionalProperties: false })
+
+export const ModelsSchema = Type.Object({
+  aliases: Type.Record(Type.String(), Type.String({ minLength: 1 }), { default: {}, description: 'alias: model, e.g. default: llama3.1:8b' }),
+}, { additionalProperties: false, default: {} })
+
+export const RoutingSchema = Type.Object({
+  maxWaiting: Type.Integer({ minimum: 0, default: 64, description: 'Requests queued per model when every slot is busy' }),
+  queueTimeoutMs: Ms(30000, 'Longest wait in the queue before 503'),
+  discoveryIntervalMs: Type.Integer({ minimum: 100, default: 15000, description: 'Model discovery and active health probe interval' }),
+  retries: Type.Integer({ minimum: 0, default: 2, description: 'Other backends tried before the first byte' }),
+  downBackoffMs: Type.Integer({ minimum: 1, default: 1000, description: 'First backoff after a backend fails; doubles up to 60 s' }),
+  keepAliveMs: Type.Integer({ minimum: 10, default: 10000, description: 'SSE comment interval while waiting for the first token' }),
+}, { additionalProperties: false, default: {} })
+
+export const LogSchema = Type.Object({
+  level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
+}, { additionalProperties: false, default: {} })
+
+export const StoreSchema = Type.Object({
+  dir: Type.String({ minLength: 1, default: 'data', description: 'Where generated secrets live (relative to the working directory)' }),
+}, { additionalProperties: false, default: {} })
+
+export const ConfigSchema = Type.Object({
+  server: ServerSchema,
+  auth: AuthSchema,
+  limits: LimitsSchema,
+  backends: Type.Array(BackendSchema, { minItems: 1 }),
+  models: ModelsSchema,
+  routing: RoutingSchema,
+  store: StoreSchema,
+  log: LogSchema,
+}, { additionalProperties: false, $id: 'https://chatgate.dev/config.schema.json', title: 'ChatGate configuration' })
+
+export type Config = Static<typeof ConfigSchema>
+export type BackendConfig = Static<typeof BackendSchema>
+export type Role = Static<typeof Role>

@@ -1,0 +1,82 @@
+import type { OutgoingHttpHeaders } from 'node:http'
+import type { FastifyReply } from 'fastify'
+
+/**
+ * The client's side of a streamed answer: headers go out lazily (so errors before the first byte
+ * still get a real status), every write honours backpressure, and `signal` aborts the moment the
+ * client goes away.
+ */
+export class ClientStream {
+  readonly signal: AbortSignal
+  /** Headers are out: from here on errors must be written into the stream. */
+  started = false
+  /** Answer bytes (not just keep-alive comments) are out: no other backend may take over. */
+  contentSent = false
+  private heartbeat: NodeJS.Timeout | undefined
+
+  constructor (private readonly reply: FastifyReply, private readonly contentType: string) {
+    this.signal = clientSignal(reply)
+  }
+
+  get gone (): boolean {
+    return this.signal.aborted
+  }
+
+  private start (): void {
+    if (this.started) return
+    this.started = true
+    this.reply.hijack()
+    const res = this.reply.raw
+    res.writeHead(200, {
+      ...this.reply.getHeaders() as OutgoingHttpHeaders,
+      'content-type': this.contentType,
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+    })
+    res.flushHeaders()
+  }
+
+  /** Writes a frame; resolves once the socket can take more (or the client left). */
+  async write (data: string | Buffer, isContent = true): Promise<void> {
+    if (this.gone) return
+    if (isContent) {
+      this.contentSent = true
+      this.stopHeartbeat()
+    }
+    this.start()
+    const res = this.reply.raw
+    if (res.write(data)) return
+    await new Promise<void>((resolve) => {
+      const done = (): void => { res.off('drain', done); res.off('close', done); resolve() }
+      res.on('drain', done)
+      res.on('close', done)
+    })
+  }
+
+  end (data?: string | Buffer): void {
+    this.stopHeartbeat()
+    if (this.gone) return
+    this.start()
+    this.reply.raw.end(data)
+  }
+
+  /** SSE comments every `intervalMs` until the first content is written (model loading). */
+  startHeartbeat (intervalMs: number, frame: string): void {
+    this.heartbeat = setInterval(() => { void this.write(frame, false) }, intervalMs)
+  }
+
+  stopHeartbeat (): void {
+    clearInterval(this.heartbeat)
+    this.heartbeat = undefined
+  }
+}
+
+/** Aborts when the client closes the connection before the response finished. */
+export function clientSignal (reply: FastifyReply): AbortSignal {
+  const controller = new AbortController()
+  const res = reply.raw
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort()
+  })
+  return controller.signal
+}

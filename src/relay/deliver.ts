@@ -1,0 +1,180 @@
+import type { Dispatcher } from 'undici'
+import type { FastifyReply } from 'fastify'
+import type { Backend } from '../backends/backend.js'
+import { GatewayError, type Surface } from '../errors.js'
+import { LineSplitter, SseSplitter, parseJson, sseData } from '../protocols/framing.js'
+import type { ChatRequest, StreamStep } from '../protocols/internal.js'
+import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult, type OllamaKind } from '../protocols/ollama/response.js'
+import { OpenAIStreamReader, OpenAIStreamWriter, openaiCompletion, openaiStreamError, readOpenAICompletion } from '../protocols/openai/response.js'
+import type { ClientStream } from './client-stream.js'
+import { connectionFailure } from './upstream.js'
+import { usageOrEstimate, type ChatRecord } from './usage.js'
+
+// Moving an upstream answer to the client: byte pass-through when the protocols match (tapped
+// for usage), translation when they differ. Every stream ends with done/[DONE] or an error.
+
+export interface Delivery {
+  surface: Surface
+  kind: OllamaKind
+  request: ChatRequest
+  backend: Backend
+  res: Dispatcher.ResponseData
+  client: ClientStream
+  reply: FastifyReply
+  record: ChatRecord
+  startedAt: number
+}
+
+const TRUNCATED = 'backend closed the stream before the answer was complete'
+
+export function errorFrame (surface: Surface, err: GatewayError): string {
+  return surface === 'openai' ? openaiStreamError(err.statusCode, err.message, err.code) : ollamaStreamError(err.message)
+}
+
+async function * frames (d: Delivery, splitter: LineSplitter | SseSplitter): AsyncGenerator<Buffer[]> {
+  try {
+    for await (const chunk of d.res.body) yield splitter.push(chunk as Buffer)
+  } catch (err) {
+    if (d.client.gone) return
+    const failure = connectionFailure(d.backend, err)
+    // Nothing reached the client yet: another backend may still answer.
+    if (!d.client.contentSent) throw failure
+    await d.client.write(errorFrame(d.surface, new GatewayError(502, `backend ${d.backend.name} failed mid-stream: ${failure.error.message}`, 'upstream_error')))
+    throw new StreamClosed()
+  }
+}
+
+/** The stream already ended with an error frame. */
+class StreamClosed extends Error {}
+
+function markFirstToken (d: Delivery): void {
+  d.record.ttftMs ??= Date.now() - d.startedAt
+}
+
+async function writeFrames (d: Delivery, out: Buffer[]): Promise<void> {
+  if (out.length === 0) return
+  markFirstToken(d)
+  await d.client.write(out.length === 1 ? out[0]! : Buffer.concat(out))
+}
+
+async function passNdjson (d: Delivery): Promise<void> {
+  let done = false
+  let failed = false
+  let pieces = 0
+  const reader = new OllamaStreamReader()
+  for await (const lines of frames(d, new LineSplitter())) {
+    for (const line of lines) {
+      pieces += 1
+      if (line.includes('"done":true') || line.includes('"error"')) {
+        const step = reader.read(line.toString('utf8'))
+        done ||= step.done === true
+        failed ||= step.error !== undefined
+      }
+    }
+    await writeFrames(d, lines)
+  }
+  if (done) usageOrEstimate(reader.usage, d.request, pieces, d.record)
+  d.client.end(done || failed ? undefined : ollamaStreamError(TRUNCATED))
+}
+
+async function passSse (d: Delivery): Promise<void> {
+  let done = false
+  let finished = false
+  let failed = false
+  let pieces = 0
+  const reader = new OpenAIStreamReader()
+  for await (const events of frames(d, new SseSplitter())) {
+    const out: Buffer[] = []
+    for (const event of events) {
+      if (failed) break
+      if (event.includes('[DONE]')) done = true
+      else if (event.includes('"error"') || event.includes('"usage":{')) {
+        const data = sseData(event) ?? ''
+        const step = reader.read(data)
+        if (step.error !== undefined) {
+          // Xinference sends {"error":"<string>"}; OpenAI clients expect the error object.
+          out.push(Buffer.from(openaiStreamError(502, step.error, 'upstream_error')))
+          failed = true
+          continue
+        }
+        // The usage-only chunk the gateway asked for, which this client did not.
+        if (!d.request.includeUsage && (parseJson(data) as { choices?: unknown[] } | undefined)?.choices?.length === 0) continue
+      } else pieces += 1
+      if (event.includes('"finish_reason":"')) finished = true
+      out.push(event)
+    }
+    await writeFrames(d, out)
+  }
+  usageOrEstimate(reader.usage, d.request, pieces, d.record)
+  if (failed || done) d.client.end()
+  else d.client.end(finished ? 'data: [DONE]\n\n' : openaiStreamError(502, TRUNCATED, 'upstream_error'))
+}
+
+async function translateStream (d: Delivery): Promise<void> {
+  const fromOllama = d.backend.protocol === 'ollama'
+  const reader = fromOllama ? new OllamaStreamReader() : new OpenAIStreamReader()
+  const model = d.request.model
+  const writer = d.surface === 'openai' ? new OpenAIStreamWriter(model, d.request.includeUsage) : new OllamaStreamWriter(model, d.kind, d.startedAt)
+  let finished = false
+  let pieces = 0
+  for await (const batch of frames(d, fromOllama ? new LineSplitter() : new SseSplitter())) {
+    let out = ''
+    for (const frame of batch) {
+      if (finished) break
+      const text = fromOllama ? frame.toString('utf8') : sseData(frame)
+      if (text === undefined || text.trim() === '') continue
+      const step: StreamStep = reader.read(text)
+      if (step.delta !== undefined) {
+        pieces += 1
+        out += writer.delta(step.delta)
+      }
+      if (step.error !== undefined) {
+        if (out !== '') await writeFrames(d, [Buffer.from(out)])
+        d.client.end(errorFrame(d.surface, new GatewayError(502, step.error, 'upstream_error')))
+        return
+      }
+      finished ||= step.done === true
+    }
+    if (out !== '') await writeFrames(d, [Buffer.from(out)])
+  }
+  const reason = reader.finishReason
+  if (!finished && (fromOllama || reason === undefined)) {
+    d.client.end(errorFrame(d.surface, new GatewayError(502, TRUNCATED, 'upstream_error')))
+    return
+  }
+  const usage = usageOrEstimate(reader.usage, d.request, pieces, d.record)
+  markFirstToken(d)
+  d.client.end(writer.finish(reason ?? 'stop', usage))
+}
+
+async function deliverWhole (d: Delivery, passthrough: boolean): Promise<void> {
+  let text: string
+  try {
+    text = await d.res.body.text()
+  } catch (err) {
+    if (d.client.gone) return
+    throw connectionFailure(d.backend, err)
+  }
+  const parsed = parseJson(text)
+  if (parsed === undefined) throw new GatewayError(502, `backend ${d.backend.name} sent a malformed answer`, 'upstream_error')
+  const result = d.backend.protocol === 'ollama' ? readOllamaResult(parsed) : readOpenAICompletion(parsed)
+  const usage = usageOrEstimate(result.usage, d.request, Math.ceil(result.content.length / 4), d.record)
+  markFirstToken(d)
+  d.reply.type('application/json; charset=utf-8')
+  if (passthrough) await d.reply.send(text)
+  else if (d.surface === 'openai') await d.reply.send(openaiCompletion(d.request.model, result))
+  else await d.reply.send(ollamaResult(d.request.model, d.kind, result, usage, { startedAt: d.startedAt }))
+}
+
+export async function deliver (d: Delivery): Promise<void> {
+  const passthrough = d.surface === d.backend.protocol
+  try {
+    if (!d.request.stream) await deliverWhole(d, passthrough)
+    else if (!passthrough) await translateStream(d)
+    else if (d.surface === 'ollama') await passNdjson(d)
+    else await passSse(d)
+  } catch (err) {
+    if (err instanceof StreamClosed) d.client.end()
+    else throw err
+  }
+}

@@ -1,0 +1,45 @@
+import type { FastifyInstance } from 'fastify'
+import { GatewayError } from '../errors.js'
+import {
+  OllamaChatBody, OllamaEmbedBody, OllamaGenerateBody, OllamaLegacyEmbeddingsBody,
+  decodeOllamaChat, decodeOllamaEmbed, decodeOllamaGenerate,
+} from '../protocols/ollama/request.js'
+import { relayChat } from '../relay/chat.js'
+import { clientSignal } from '../relay/client-stream.js'
+import { relayEmbed } from '../relay/embed.js'
+import { resolveModel } from '../relay/resolve.js'
+
+/** The Ollama-compatible chat surface: /api/chat, /api/generate, /api/embed, /api/embeddings. */
+export default async function ollamaRoutes (app: FastifyInstance): Promise<void> {
+  const { pool, access, relay } = app.gateway
+
+  app.post<{ Body: OllamaChatBody }>('/api/chat', { schema: { body: OllamaChatBody } }, async (request, reply) => {
+    const chat = decodeOllamaChat(request.body)
+    const model = resolveModel(pool, access, request.principal, chat.model)
+    request.chat = { model, attempts: 0 }
+    await relayChat(relay, { surface: 'ollama', kind: 'chat', request: chat, body: request.body, model }, reply, request.chat)
+    return reply
+  })
+
+  app.post<{ Body: OllamaGenerateBody }>('/api/generate', { schema: { body: OllamaGenerateBody } }, async (request, reply) => {
+    const chat = decodeOllamaGenerate(request.body)
+    const model = resolveModel(pool, access, request.principal, chat.model)
+    request.chat = { model, attempts: 0 }
+    await relayChat(relay, { surface: 'ollama', kind: 'generate', request: chat, body: request.body, model }, reply, request.chat)
+    return reply
+  })
+
+  app.post<{ Body: OllamaEmbedBody }>('/api/embed', { schema: { body: OllamaEmbedBody } }, async (request, reply) => {
+    const model = resolveModel(pool, access, request.principal, request.body.model)
+    request.chat = { model, attempts: 0 }
+    return relayEmbed(pool, relay.retries, { kind: 'embed', request: decodeOllamaEmbed(request.body), body: request.body, model }, clientSignal(reply), request.chat)
+  })
+
+  app.post<{ Body: OllamaLegacyEmbeddingsBody }>('/api/embeddings', { schema: { body: OllamaLegacyEmbeddingsBody } }, async (request, reply) => {
+    const model = resolveModel(pool, access, request.principal, request.body.model)
+    if (request.body.prompt === '') throw new GatewayError(400, 'prompt must not be empty')
+    request.chat = { model, attempts: 0 }
+    const job = { kind: 'embeddings' as const, request: { model: request.body.model, input: [request.body.prompt] }, body: request.body, model }
+    return relayEmbed(pool, relay.retries, job, clientSignal(reply), request.chat)
+  })
+}

@@ -1,0 +1,40 @@
+import type { FastifyInstance } from 'fastify'
+import { GatewayError } from '../errors.js'
+import { OpenAIChatBody, OpenAIEmbeddingsBody, decodeOpenAIChat, decodeOpenAIEmbeddings } from '../protocols/openai/request.js'
+import { relayChat } from '../relay/chat.js'
+import { clientSignal } from '../relay/client-stream.js'
+import { relayEmbed } from '../relay/embed.js'
+import { resolveModel } from '../relay/resolve.js'
+import { listModels } from './listing.js'
+
+/** The OpenAI-compatible surface: /v1/chat/completions, /v1/embeddings, /v1/models. */
+export default async function openaiRoutes (app: FastifyInstance): Promise<void> {
+  const { pool, access, relay } = app.gateway
+
+  app.post<{ Body: OpenAIChatBody }>('/v1/chat/completions', { schema: { body: OpenAIChatBody } }, async (request, reply) => {
+    const chat = decodeOpenAIChat(request.body)
+    const model = resolveModel(pool, access, request.principal, chat.model)
+    request.chat = { model, attempts: 0 }
+    await relayChat(relay, { surface: 'openai', kind: 'chat', request: chat, body: request.body, model }, reply, request.chat)
+    return reply
+  })
+
+  app.post<{ Body: OpenAIEmbeddingsBody }>('/v1/embeddings', { schema: { body: OpenAIEmbeddingsBody } }, async (request, reply) => {
+    const model = resolveModel(pool, access, request.principal, request.body.model)
+    request.chat = { model, attempts: 0 }
+    const job = { kind: 'openai' as const, request: decodeOpenAIEmbeddings(request.body), body: request.body, model }
+    return relayEmbed(pool, relay.retries, job, clientSignal(reply), request.chat)
+  })
+
+  app.get('/v1/models', async (request) => {
+    const models = await listModels(pool, access, request.principal.role)
+    return { object: 'list', data: models.map((m) => ({ id: m.name, object: 'model', created: m.created, owned_by: m.ownedBy })) }
+  })
+
+  app.get<{ Params: { model: string } }>('/v1/models/:model', async (request) => {
+    const models = await listModels(pool, access, request.principal.role)
+    const found = models.find((m) => m.name === request.params.model)
+    if (found === undefined) throw new GatewayError(404, `model '${request.params.model}' not found`, 'model_not_found')
+    return { id: found.name, object: 'model', created: found.created, owned_by: found.ownedBy }
+  })
+}
