@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import type { DestinationStream } from 'pino'
 import rateLimit from '@fastify/rate-limit'
 import { ModelAccess } from './auth/access.js'
 import jwtAuth from './auth/jwt.js'
@@ -17,13 +18,14 @@ import openaiRoutes from './routes/openai.js'
 export interface AppOptions {
   /** Skip periodic discovery (tests drive `gateway.pool.refresh()` themselves). */
   discovery?: boolean
-  logger?: boolean
+  /** Where log lines go (default stdout). */
+  logStream?: DestinationStream
 }
 
 /** Builds the whole gateway from a validated config. Tests build exactly this. */
 export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger === false ? false : loggerOptions(config),
+    logger: { ...loggerOptions(config), ...(options.logStream !== undefined && { stream: options.logStream }) },
     // One line per request comes from logging.ts instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.server.bodyLimit,
@@ -42,6 +44,11 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   }
   app.decorate('gateway', gateway)
   app.addHook('onClose', async () => pool.close())
+
+  // Ollama's own examples use `curl -d '{…}'` (form content type) and Go ignores the type:
+  // every body on the API is JSON, whatever the client called it.
+  app.removeContentTypeParser('text/plain')
+  app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'))
 
   requestLogLine(app)
   installErrorHandlers(app)

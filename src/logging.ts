@@ -7,7 +7,7 @@ declare module 'fastify' {
 }
 
 /** pino options: secrets and message contents never reach a log line. */
-export function loggerOptions (config: Config): FastifyServerOptions['logger'] {
+export function loggerOptions (config: Config): Exclude<FastifyServerOptions['logger'], boolean | undefined> {
   return {
     level: config.log.level,
     redact: {

@@ -163,6 +163,12 @@ t.test('ollama: errors and modes', async (t) => {
   t.equal(o.inFlight, 0)
   o.mode = {}
 
+  // delays change timing only, never bytes
+  o.mode = { firstTokenDelayMs: 10, chunkDelayMs: 5 }
+  r = await call(o.url + '/api/chat', 'POST', { ...chat, options: { num_predict: 2 } })
+  t.equal(normTime(r.text).split('\n').slice(0, 2).join('\n') + '\n', ndjsonLine('Hello') + ndjsonLine(' from'))
+  o.mode = {}
+
   // model management
   r = await call(o.url + '/api/pull', 'POST', { name: 'qwen3' })
   t.equal(r.headers['content-type'], 'application/x-ndjson')

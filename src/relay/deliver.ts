@@ -7,7 +7,7 @@ import type { ChatRequest, StreamStep } from '../protocols/internal.js'
 import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult, type OllamaKind } from '../protocols/ollama/response.js'
 import { OpenAIStreamReader, OpenAIStreamWriter, openaiCompletion, openaiStreamError, readOpenAICompletion } from '../protocols/openai/response.js'
 import type { ClientStream } from './client-stream.js'
-import { connectionFailure } from './upstream.js'
+import { UpstreamRefusal, connectionFailure } from './upstream.js'
 import { usageOrEstimate, type ChatRecord } from './usage.js'
 
 // Moving an upstream answer to the client: byte pass-through when the protocols match (tapped
@@ -47,6 +47,17 @@ async function * frames (d: Delivery, splitter: LineSplitter | SseSplitter): Asy
 /** The stream already ended with an error frame. */
 class StreamClosed extends Error {}
 
+/**
+ * An error as the stream's first word (Xinference reports rate limits that way) is answered like
+ * an error status: with a real HTTP error, or by another backend when it is a rate limit.
+ */
+function refuseBeforeContent (d: Delivery, message: string): void {
+  if (d.client.contentSent) return
+  const limited = /^429\b/.test(message)
+  const error = limited ? new GatewayError(429, message, 'rate_limit_exceeded', 1) : new GatewayError(502, `backend ${d.backend.name} failed: ${message}`, 'upstream_error')
+  throw new UpstreamRefusal(error, limited)
+}
+
 function markFirstToken (d: Delivery): void {
   d.record.ttftMs ??= Date.now() - d.startedAt
 }
@@ -67,6 +78,7 @@ async function passNdjson (d: Delivery): Promise<void> {
       pieces += 1
       if (line.includes('"done":true') || line.includes('"error"')) {
         const step = reader.read(line.toString('utf8'))
+        if (step.error !== undefined) refuseBeforeContent(d, step.error)
         done ||= step.done === true
         failed ||= step.error !== undefined
       }
@@ -76,6 +88,9 @@ async function passNdjson (d: Delivery): Promise<void> {
   if (done) usageOrEstimate(reader.usage, d.request, pieces, d.record)
   d.client.end(done || failed ? undefined : ollamaStreamError(TRUNCATED))
 }
+
+// Python servers (Xinference) write `"key": value`, Go and Node servers `"key":value`.
+const mentionsUsage = (event: Buffer): boolean => event.includes('"usage":{') || event.includes('"usage": {')
 
 async function passSse (d: Delivery): Promise<void> {
   let done = false
@@ -87,11 +102,12 @@ async function passSse (d: Delivery): Promise<void> {
     const out: Buffer[] = []
     for (const event of events) {
       if (failed) break
-      if (event.includes('[DONE]')) done = true
-      else if (event.includes('"error"') || event.includes('"usage":{')) {
+      if (event.length < 24 && sseData(event) === '[DONE]') done = true
+      else if (event.includes('"error"') || mentionsUsage(event)) {
         const data = sseData(event) ?? ''
         const step = reader.read(data)
         if (step.error !== undefined) {
+          refuseBeforeContent(d, step.error)
           // Xinference sends {"error":"<string>"}; OpenAI clients expect the error object.
           out.push(Buffer.from(openaiStreamError(502, step.error, 'upstream_error')))
           failed = true
@@ -100,7 +116,7 @@ async function passSse (d: Delivery): Promise<void> {
         // The usage-only chunk the gateway asked for, which this client did not.
         if (!d.request.includeUsage && (parseJson(data) as { choices?: unknown[] } | undefined)?.choices?.length === 0) continue
       } else pieces += 1
-      if (event.includes('"finish_reason":"')) finished = true
+      if (event.includes('"finish_reason":"') || event.includes('"finish_reason": "')) finished = true
       out.push(event)
     }
     await writeFrames(d, out)
@@ -129,6 +145,7 @@ async function translateStream (d: Delivery): Promise<void> {
         out += writer.delta(step.delta)
       }
       if (step.error !== undefined) {
+        if (out === '') refuseBeforeContent(d, step.error)
         if (out !== '') await writeFrames(d, [Buffer.from(out)])
         d.client.end(errorFrame(d.surface, new GatewayError(502, step.error, 'upstream_error')))
         return

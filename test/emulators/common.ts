@@ -149,7 +149,7 @@ export class Exchange {
   /** Resolves true after ms, or false as soon as the connection closes (timer cleared). */
   sleep(ms: number): Promise<boolean> {
     if (this.closed) return Promise.resolve(false)
-    if (ms <= 0) return Promise.resolve(true)
+    if (ms <= 0) return Promise.resolve(!this.closed)
     return new Promise((resolve) => {
       const wake = (): void => { clearTimeout(timer); this.waiters.delete(wake); resolve(!this.closed) }
       const timer = setTimeout(wake, ms)
@@ -223,6 +223,7 @@ export async function runStream(ex: Exchange, mode: EmulatorMode, plan: StreamPl
     }
     if (i === frames.length) break
     if (wrote && !(await ex.sleep(mode.chunkDelayMs ?? 0))) return
+    if (ex.closed) return // client gone: stop generating
     start()
     res.write(render(frames[i]!))
     wrote = true

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
+import type { DestinationStream } from 'pino'
 import { buildApp } from '../../src/app.js'
 import { validateConfig } from '../../src/config/load.js'
 import type { Config, Role } from '../../src/config/schema.js'
@@ -22,7 +23,7 @@ interface Teardown { teardown: (fn: () => unknown) => void }
  * A real ChatGate listening on a free loopback port, over the given backends, with discovery
  * done before it returns. `extra` is merged into the config (raw YAML shape).
  */
-export async function startGateway (t: Teardown, backends: TestBackend[], extra: Record<string, unknown> = {}): Promise<Gateway> {
+export async function startGateway (t: Teardown, backends: TestBackend[], extra: Record<string, unknown> = {}, options: { logStream?: DestinationStream } = {}): Promise<Gateway> {
   const dir = mkdtempSync(join(tmpdir(), 'chatgate-test-'))
   const raw = {
     server: { host: '127.0.0.1', port: 0 },
@@ -33,7 +34,7 @@ export async function startGateway (t: Teardown, backends: TestBackend[], extra:
     backends,
   }
   const config = validateConfig(raw)
-  const app = await buildApp(config, { discovery: false })
+  const app = await buildApp(config, { discovery: false, ...options })
   await app.listen({ host: '127.0.0.1', port: 0 })
   await app.gateway.pool.refresh()
   t.teardown(async () => {

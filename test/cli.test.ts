@@ -1,0 +1,113 @@
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { verifyPassword } from '../src/auth/passwords.js'
+import { hmacJwt, inOneHour } from './helpers/jwt.js'
+
+// The CLI runs from source in a child process, under the same TypeScript loader as the tests.
+interface Run { code: number | null, stdout: string, stderr: string }
+
+function cli (args: string[], input = '', env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...process.execArgv, 'src/cli.ts', ...args], { env: { ...process.env, ...env } })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    child.on('close', (code) => resolve({ code, stdout, stderr }))
+    child.stdin.end(input)
+  })
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'chatgate-cli-'))
+const SECRET = 'c'.repeat(40)
+const goodConfig = join(dir, 'good.yaml')
+writeFileSync(goodConfig, `server: { host: 127.0.0.1, port: 0 }\nauth: { jwt: { secret: ${SECRET} } }\nstore: { dir: ${join(dir, 'data')} }\nbackends:\n  - { name: a, type: ollama, url: "http://127.0.0.1:9" }\n`)
+const badConfig = join(dir, 'bad.yaml')
+writeFileSync(badConfig, 'backends:\n  - { name: a, type: ollama, url: "http://127.0.0.1:9" }\n  - { name: b, type: vllm, url: "nope" }\n')
+
+t.test('--help everywhere', async (t) => {
+  const main = await cli(['--help'])
+  t.equal(main.code, 0)
+  for (const command of ['serve', 'check-config', 'hash-password', 'token']) t.match(main.stdout, command)
+  for (const command of ['serve', 'check-config', 'hash-password', 'token']) {
+    const run = await cli([command, '--help'])
+    t.equal(run.code, 0, `${command} --help`)
+    t.match(run.stdout, `chatgate ${command}`)
+  }
+  t.equal((await cli([])).code, 1, 'no command: usage and exit 1')
+  const unknown = await cli(['frobnicate'])
+  t.equal(unknown.code, 1)
+  t.match(unknown.stderr, 'unknown command "frobnicate"')
+  const badFlag = await cli(['serve', '--colour'])
+  t.equal(badFlag.code, 1)
+  t.match(badFlag.stderr, /Unknown option '--colour'/)
+})
+
+t.test('check-config reports every problem by path with a non-zero exit', async (t) => {
+  const ok = await cli(['check-config', '--config', goodConfig])
+  t.equal(ok.code, 0)
+  t.match(ok.stdout, 'OK (1 backend(s), 0 user(s))')
+  const bad = await cli(['check-config', '--config', badConfig])
+  t.equal(bad.code, 2)
+  t.match(bad.stderr, 'backends[1].type: must be one of: ollama, xinference, openai')
+  t.match(bad.stderr, 'backends[1].url: must be an http(s) URL')
+  const fromEnv = await cli(['check-config'], '', { CHATGATE_CONFIG: badConfig })
+  t.equal(fromEnv.code, 2, 'CHATGATE_CONFIG names the file when --config does not')
+  t.equal((await cli(['check-config'])).code, 0, 'the shipped default config is valid')
+})
+
+t.test('hash-password reads stdin and prints a verifiable scrypt hash', async (t) => {
+  const run = await cli(['hash-password'], 'correct horse\n')
+  t.equal(run.code, 0)
+  const hash = run.stdout.trim()
+  t.match(hash, /^scrypt\$16384\$8\$1\$/)
+  t.ok(await verifyPassword('correct horse', hash), 'the trailing newline is not part of the password')
+  const empty = await cli(['hash-password'], '')
+  t.equal(empty.code, 1)
+  t.match(empty.stderr, 'no password on standard input')
+})
+
+t.test('token prints a JWT signed with the configured key', async (t) => {
+  const run = await cli(['token', '--sub', 'alice', '--role', 'admin', '--ttl', '5m', '--config', goodConfig])
+  t.equal(run.code, 0)
+  const token = run.stdout.trim()
+  const payload = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString())
+  t.match(payload, { sub: 'alice', role: 'admin' })
+  t.ok(Math.abs(payload.exp - (Math.floor(Date.now() / 1000) + 300)) < 30, 'exp is five minutes ahead')
+  const resigned = hmacJwt({ sub: 'alice', role: 'admin', iat: payload.iat, exp: payload.exp }, SECRET)
+  t.equal(resigned.split('.')[2], token.split('.')[2], 'signed with the configured HS256 secret')
+  for (const [args, message] of [
+    [['--role', 'user'], '--sub NAME is required'],
+    [['--sub', 'a', '--role', 'root'], '--role must be user or admin'],
+    [['--sub', 'a', '--role', 'user', '--ttl', 'forever'], '--ttl "forever" is not a duration'],
+  ] as Array<[string[], string]>) {
+    const bad = await cli(['token', ...args, '--config', goodConfig])
+    t.equal(bad.code, 1, message)
+    t.match(bad.stderr, message)
+  }
+  t.equal((await cli(['token', '--sub', 'a', '--role', 'user', '--config', badConfig])).code, 2, 'an invalid config is reported')
+})
+
+t.test('serve starts, answers, and exits 0 on SIGTERM', async (t) => {
+  const child = spawn(process.execPath, [...process.execArgv, 'src/cli.ts', 'serve', '--config', goodConfig])
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve))
+  const lines = createInterface({ input: child.stdout })
+  let url = ''
+  for await (const line of lines) {
+    const match = /Server listening at (http:\/\/127\.0\.0\.1:\d+)/.exec(line)
+    if (match !== null) {
+      url = match[1]!
+      break
+    }
+  }
+  const health = await fetch(`${url}/healthz`)
+  t.equal(health.status, 200)
+  const token = hmacJwt({ sub: 'x', role: 'user', exp: inOneHour() }, SECRET)
+  t.equal((await fetch(`${url}/api/version`, { headers: { authorization: `Bearer ${token}` } })).status, 200)
+  child.kill('SIGTERM')
+  t.equal(await exited, 0)
+})

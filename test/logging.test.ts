@@ -1,0 +1,42 @@
+import t from 'tap'
+import { Writable } from 'node:stream'
+import { OllamaEmulator } from './emulators/ollama.js'
+import { startGateway } from './helpers/gateway.js'
+
+function capture (): { stream: Writable, lines: () => Array<Record<string, unknown>>, text: () => string } {
+  const chunks: string[] = []
+  const stream = new Writable({ write (chunk, _enc, done) { chunks.push(String(chunk)); done() } })
+  const text = (): string => chunks.join('')
+  return { stream, text, lines: () => text().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l)) }
+}
+
+t.test('one line per request with user, model, backend, status, ttft, tokens, duration; no secrets or contents', async (t) => {
+  const ollama = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
+  t.teardown(() => ollama.close())
+  const log = capture()
+  const gw = await startGateway(t, [{ name: 'gpu1', type: 'ollama', url: ollama.url, apiKey: 'backend-secret-key' }], { log: { level: 'info' } }, { logStream: log.stream })
+  const token = gw.token('user', 'alice')
+  const secretText = 'my-very-private-question'
+  const res = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', cookie: 'session=cookie-secret' },
+    body: JSON.stringify({ model: 'llama3.2', stream: true, messages: [{ role: 'user', content: secretText }] }),
+  })
+  await res.text()
+  await fetch(`${gw.url}/v1/models`, { headers: { authorization: 'Bearer forged.token.value' } })
+  await gw.app.close() // the line is written when the connection is done with the request
+
+  const requests = log.lines().filter((l) => l.msg === 'request')
+  const chat = requests.find((l) => l.url === '/v1/chat/completions')
+  t.ok(chat, 'the chat has its line')
+  t.match(chat, { method: 'POST', status: 200, user: 'alice', model: 'llama3.2', backend: 'gpu1', attempts: 1, promptTokens: 1, completionTokens: 4 })
+  t.type(chat!.reqId, 'string')
+  t.type(chat!.ttftMs, 'number')
+  t.type(chat!.durationMs, 'number')
+  t.equal(requests.filter((l) => l.url === '/v1/chat/completions').length, 1, 'exactly one line for it')
+  t.match(requests.find((l) => l.url === '/v1/models'), { status: 401 })
+  const all = log.text()
+  for (const secret of [token, secretText, 'cookie-secret', 'backend-secret-key', 'forged.token.value']) {
+    t.notOk(all.includes(secret), `never logged: ${secret.slice(0, 12)}…`)
+  }
+})
