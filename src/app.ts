@@ -8,7 +8,7 @@ import type { Config } from './config/schema.js'
 import type { Gateway } from './context.js'
 import { GatewayError } from './errors.js'
 import { installErrorHandlers } from './http-errors.js'
-import { loggerOptions, requestLogLine } from './logging.js'
+import { logDestination, loggerOptions, requestLogLine } from './logging.js'
 import authRoutes from './routes/auth.js'
 import healthRoutes from './routes/health.js'
 import ollamaModelRoutes from './routes/ollama-models.js'
@@ -24,8 +24,10 @@ export interface AppOptions {
 
 /** Builds the whole gateway from a validated config. Tests build exactly this. */
 export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
+  const ownStream = options.logStream === undefined ? logDestination() : undefined
+  const logStream = options.logStream ?? ownStream!
   const app = Fastify({
-    logger: { ...loggerOptions(config), ...(options.logStream !== undefined && { stream: options.logStream }) },
+    logger: { ...loggerOptions(config), stream: logStream },
     // One line per request comes from logging.ts instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.server.bodyLimit,
@@ -43,7 +45,10 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     relay: { pool, retries: config.routing.retries, keepAliveMs: config.routing.keepAliveMs },
   }
   app.decorate('gateway', gateway)
-  app.addHook('onClose', async () => pool.close())
+  app.addHook('onClose', async () => {
+    await pool.close()
+    ownStream?.flushSync()
+  })
 
   // Ollama's own examples use `curl -d '{…}'` (form content type) and Go ignores the type:
   // every body on the API is JSON, whatever the client called it.

@@ -1,9 +1,18 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
+import pino, { type DestinationStream } from 'pino'
 import type { Config } from './config/schema.js'
 import type { ChatRecord } from './relay/usage.js'
 
 declare module 'fastify' {
   interface FastifyRequest { chat: ChatRecord | undefined }
+}
+
+/**
+ * Log lines go to stdout through a buffer flushed every 4 KiB and on close, not one blocking
+ * write per request: at thousands of requests a second the writes alone cost a sixth of the CPU.
+ */
+export function logDestination (): DestinationStream & { flushSync: () => void } {
+  return pino.destination({ dest: 1, sync: false, minLength: 4096 })
 }
 
 /** pino options: secrets and message contents never reach a log line. */

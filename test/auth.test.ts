@@ -151,3 +151,15 @@ t.test('requests per minute per user, per role; 429 + Retry-After in the caller\
   t.equal((await status(`${gw.url}/v1/models`, gw.auth('admin'))).status, 429)
   t.equal((await status(`${gw.url}/healthz`, {})).status, 200, '/healthz is never limited')
 })
+
+t.test('a token verified once still stops working at its exp', async (t) => {
+  const gw = await startGateway(t, deadBackend, { auth: { jwt: { secret: SECRET } } })
+  const exp = Math.floor(Date.now() / 1000) + 2
+  const token = hmacJwt({ sub: 'brief', role: 'user', exp }, SECRET)
+  t.equal((await status(`${gw.url}/v1/models`, { authorization: `Bearer ${token}` })).status, 200, 'valid before exp')
+  // Wait until the token's own expiry has passed: a fixed point in time, not a race.
+  await new Promise((resolve) => setTimeout(resolve, exp * 1000 - Date.now() + 100))
+  const after = await status(`${gw.url}/v1/models`, { authorization: `Bearer ${token}` })
+  t.equal(after.status, 401, 'refused after exp although it was verified before')
+  t.equal(after.body.error.message, 'token expired')
+})

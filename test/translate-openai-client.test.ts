@@ -12,18 +12,18 @@ const PNG = 'iVBORw0KGgoAAAANSUhEUg=='
 const MODIFIED_UNIX = Date.parse('2025-06-01T12:00:00Z') / 1000
 
 /** POST with a bearer token; the body as text, and each SSE event's data (comments skipped). */
-async function post (gw: Gateway, path: string, body: unknown, role: 'user' | 'admin' = 'user'): Promise<{ status: number, type: string | null, raw: string, json: any, events: string[] }> {
+async function post (gw: Gateway, path: string, body: unknown, role: 'user' | 'admin' = 'user'): Promise<{ status: number, type: string | null, accel: string | null, raw: string, json: any, events: string[] }> {
   const res = await fetch(`${gw.url}${path}`, { method: 'POST', headers: { ...gw.auth(role), 'content-type': 'application/json' }, body: JSON.stringify(body) })
   const raw = await res.text()
   const events = raw.split(/\r?\n\r?\n/).flatMap((block) => block.split(/\r?\n/).filter((l) => l.startsWith('data: ')).map((l) => l.slice(6)))
   let json: unknown
   try { json = JSON.parse(raw) } catch {}
-  return { status: res.status, type: res.headers.get('content-type'), raw, json, events }
+  return { status: res.status, type: res.headers.get('content-type'), accel: res.headers.get('x-accel-buffering'), raw, json, events }
 }
 const chunks = (events: string[]): any[] => events.filter((e) => e !== '[DONE]').map((e) => JSON.parse(e))
 
 async function ollamaSetup (t: Test, extra: Record<string, unknown> = {}): Promise<{ o: OllamaEmulator, gw: Gateway }> {
-  const o = await OllamaEmulator.start({ embeddingModels: ['all-minilm'] })
+  const o = await OllamaEmulator.start({ embeddingModels: ['all-minilm:latest'] })
   t.teardown(() => o.close())
   return { o, gw: await startGateway(t, [{ name: 'ol', type: 'ollama', url: o.url }], extra) }
 }
@@ -55,10 +55,11 @@ t.test('Ollama backend: non-streamed chat is translated, sampling options become
 
 t.test('Ollama backend: streamed chat has role only first, one finish chunk, usage only when asked, [DONE]', async (t) => {
   const { gw } = await ollamaSetup(t)
-  const body = { model: 'llama3.2', stream: true, messages: [{ role: 'user', content: 'why is the sky blue' }] }
+  const body = { model: 'llama3.2', stream: true as const, messages: [{ role: 'user' as const, content: 'why is the sky blue' }] }
   const plain = await post(gw, '/v1/chat/completions', body)
   t.equal(plain.status, 200)
   t.match(plain.type, /^text\/event-stream/)
+  t.equal(plain.accel, 'no', 'proxies in front must not buffer the stream')
   t.equal(plain.events.at(-1), '[DONE]')
   const cs = chunks(plain.events)
   t.same(cs.map((c) => c.choices[0].delta), [{ role: 'assistant', content: 'Hello' }, { content: ' from' }, { content: ' llama3.2:latest' }, { content: '!' }, {}])
@@ -72,7 +73,7 @@ t.test('Ollama backend: streamed chat has role only first, one finish chunk, usa
   t.strictSame(withUsage.at(-1).choices, [])
   t.strictSame(withUsage.at(-1).usage, { prompt_tokens: 5, completion_tokens: 4, total_tokens: 9 })
 
-  const stream = await client(gw).chat.completions.create({ ...body, stream: true, stream_options: { include_usage: true } } as const)
+  const stream = await client(gw).chat.completions.create({ ...body, stream_options: { include_usage: true } })
   let text = ''
   let usage: unknown
   for await (const chunk of stream) {
@@ -199,6 +200,11 @@ t.test('Xinference pass-through: uid for model_name, backend apiKey instead of t
   let text = ''
   for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
   t.equal(text, 'Hello from qwen-a1b2!', 'the client reads the CRLF-framed pass-through stream')
+
+  const image = [{ role: 'user', content: [{ type: 'text', text: 'what is this' }, { type: 'image_url', image_url: { url: 'https://example.com/cat.png' } }] }]
+  const remote = await post(gw, '/v1/chat/completions', { model: 'qwen2.5-instruct', messages: image })
+  t.equal(remote.status, 200, 'a remote image URL is only refused when the backend is Ollama')
+  t.strictSame(x.requests.at(-1)!.body.messages, image, 'and reaches an OpenAI-compatible backend as sent')
 })
 
 t.test('type openai backend pass-through: usage chunk filtered unless asked, tool calls and embeddings as sent', async (t) => {
@@ -236,7 +242,7 @@ t.test('type openai backend pass-through: usage chunk filtered unless asked, too
 })
 
 t.test('model listings merge backends and aliases, filtered by role; 403 and 404 in OpenAI form', async (t) => {
-  const o = await OllamaEmulator.start({ embeddingModels: ['all-minilm'] })
+  const o = await OllamaEmulator.start({ embeddingModels: ['all-minilm:latest'] })
   const x = await XinferenceEmulator.start({ models: [{ uid: 'qwen-a1b2', name: 'qwen2.5-instruct' }] })
   t.teardown(() => Promise.all([o.close(), x.close()]))
   const gw = await startGateway(t, [{ name: 'ol', type: 'ollama', url: o.url }, { name: 'xi', type: 'xinference', url: x.url }], {
@@ -260,12 +266,15 @@ t.test('model listings merge backends and aliases, filtered by role; 403 and 404
   t.equal(forbidden.status, 403)
   t.strictSame(forbidden.json, { error: { message: "model 'qwen2.5-instruct' is not available to role 'user'", type: 'permission_error', param: null, code: 'model_not_allowed' } })
   t.equal(x.requests.filter((r) => r.path === '/v1/chat/completions').length, 0, 'the forbidden request never left the gateway')
-  await t.rejects(client(gw).embeddings.create({ model: 'all-minilm', input: 'x' }), { status: 403 }, 'embeddings obey the rules too')
+  const denied = await client(gw).embeddings.create({ model: 'all-minilm', input: 'x' }).catch((e: unknown) => e)
+  t.ok(denied instanceof OpenAI.PermissionDeniedError, 'embeddings obey the rules too')
 
   const unknown = await post(gw, '/v1/chat/completions', { model: 'llama-nope', messages: [{ role: 'user', content: 'hi' }] })
   t.equal(unknown.status, 404)
   t.strictSame(unknown.json, { error: { message: "model 'llama-nope' not found", type: 'not_found_error', param: null, code: 'model_not_found' } })
-  await t.rejects(client(gw).models.retrieve('llama-nope'), { status: 404, error: { type: 'not_found_error', message: "model 'llama-nope' not found" } })
+  const missing = await client(gw).models.retrieve('llama-nope').catch((e: unknown) => e) as InstanceType<typeof OpenAI.NotFoundError>
+  t.ok(missing instanceof OpenAI.NotFoundError)
+  t.equal(missing.message, "404 model 'llama-nope' not found")
 
   const viaAlias = await client(gw).chat.completions.create({ model: 'default', messages: [{ role: 'user', content: 'hi' }] })
   t.equal(viaAlias.model, 'default')

@@ -33,7 +33,6 @@ export class ClientStream {
       'cache-control': 'no-cache',
       'x-accel-buffering': 'no',
     })
-    res.flushHeaders()
   }
 
   /** Writes a frame; resolves once the socket can take more (or the client left). */

@@ -74,14 +74,14 @@ async function passNdjson (d: Delivery): Promise<void> {
   let pieces = 0
   const reader = new OllamaStreamReader()
   for await (const lines of frames(d, new LineSplitter())) {
-    for (const line of lines) {
-      pieces += 1
-      if (line.includes('"done":true') || line.includes('"error"')) {
-        const step = reader.read(line.toString('utf8'))
-        if (step.error !== undefined) refuseBeforeContent(d, step.error)
-        done ||= step.done === true
-        failed ||= step.error !== undefined
-      }
+    pieces += lines.length
+    // The done line and an error line both end the stream, so only a batch's last line can be one.
+    const last = lines[lines.length - 1]
+    if (last !== undefined && (last.includes('"done":true') || last.includes('"error"'))) {
+      const step = reader.read(last.toString('utf8'))
+      if (step.error !== undefined) refuseBeforeContent(d, step.error)
+      done ||= step.done === true
+      failed ||= step.error !== undefined
     }
     await writeFrames(d, lines)
   }
