@@ -30,45 +30,48 @@ const badConfig = join(dir, 'bad.yaml')
 writeFileSync(badConfig, 'backends:\n  - { name: a, type: ollama, url: "http://127.0.0.1:9" }\n  - { name: b, type: vllm, url: "nope" }\n')
 
 t.test('--help everywhere', async (t) => {
-  const main = await cli(['--help'])
-  t.equal(main.code, 0)
-  for (const command of ['serve', 'check-config', 'hash-password', 'token']) t.match(main.stdout, command)
-  for (const command of ['serve', 'check-config', 'hash-password', 'token']) {
-    const run = await cli([command, '--help'])
-    t.equal(run.code, 0, `${command} --help`)
-    t.match(run.stdout, `chatgate ${command}`)
-  }
-  t.equal((await cli([])).code, 1, 'no command: usage and exit 1')
-  const unknown = await cli(['frobnicate'])
-  t.equal(unknown.code, 1)
-  t.match(unknown.stderr, 'unknown command "frobnicate"')
-  const badFlag = await cli(['serve', '--colour'])
-  t.equal(badFlag.code, 1)
-  t.match(badFlag.stderr, /Unknown option '--colour'/)
+  const commands = ['serve', 'check-config', 'hash-password', 'token']
+  // Each run starts a TypeScript-loading Node: run them side by side.
+  const [main, none, unknown, badFlag, ...helps] = await Promise.all([
+    cli(['--help']), cli([]), cli(['frobnicate']), cli(['serve', '--colour']), ...commands.map((c) => cli([c, '--help'])),
+  ])
+  t.equal(main!.code, 0)
+  for (const command of commands) t.match(main!.stdout, command)
+  commands.forEach((command, i) => {
+    t.equal(helps[i]!.code, 0, `${command} --help`)
+    t.match(helps[i]!.stdout, `chatgate ${command}`)
+  })
+  t.equal(none!.code, 1, 'no command: usage and exit 1')
+  t.equal(unknown!.code, 1)
+  t.match(unknown!.stderr, 'unknown command "frobnicate"')
+  t.equal(badFlag!.code, 1)
+  t.match(badFlag!.stderr, /Unknown option '--colour'/)
 })
 
 t.test('check-config reports every problem by path with a non-zero exit', async (t) => {
-  const ok = await cli(['check-config', '--config', goodConfig])
-  t.equal(ok.code, 0)
-  t.match(ok.stdout, 'OK (1 backend(s), 0 user(s))')
-  const bad = await cli(['check-config', '--config', badConfig])
-  t.equal(bad.code, 2)
-  t.match(bad.stderr, 'backends[1].type: must be one of: ollama, xinference, openai')
-  t.match(bad.stderr, 'backends[1].url: must be an http(s) URL')
-  const fromEnv = await cli(['check-config'], '', { CHATGATE_CONFIG: badConfig })
-  t.equal(fromEnv.code, 2, 'CHATGATE_CONFIG names the file when --config does not')
-  t.equal((await cli(['check-config'])).code, 0, 'the shipped default config is valid')
+  const [ok, bad, fromEnv, shipped] = await Promise.all([
+    cli(['check-config', '--config', goodConfig]),
+    cli(['check-config', '--config', badConfig]),
+    cli(['check-config'], '', { CHATGATE_CONFIG: badConfig }),
+    cli(['check-config']),
+  ])
+  t.equal(ok!.code, 0)
+  t.match(ok!.stdout, 'OK (1 backend(s), 0 user(s))')
+  t.equal(bad!.code, 2)
+  t.match(bad!.stderr, 'backends[1].type: must be one of: ollama, xinference, openai')
+  t.match(bad!.stderr, 'backends[1].url: must be an http(s) URL')
+  t.equal(fromEnv!.code, 2, 'CHATGATE_CONFIG names the file when --config does not')
+  t.equal(shipped!.code, 0, 'the shipped default config is valid')
 })
 
 t.test('hash-password reads stdin and prints a verifiable scrypt hash', async (t) => {
-  const run = await cli(['hash-password'], 'correct horse\n')
-  t.equal(run.code, 0)
-  const hash = run.stdout.trim()
+  const [run, empty] = await Promise.all([cli(['hash-password'], 'correct horse\n'), cli(['hash-password'], '')])
+  t.equal(run!.code, 0)
+  const hash = run!.stdout.trim()
   t.match(hash, /^scrypt\$16384\$8\$1\$/)
   t.ok(await verifyPassword('correct horse', hash), 'the trailing newline is not part of the password')
-  const empty = await cli(['hash-password'], '')
-  t.equal(empty.code, 1)
-  t.match(empty.stderr, 'no password on standard input')
+  t.equal(empty!.code, 1)
+  t.match(empty!.stderr, 'no password on standard input')
 })
 
 t.test('token prints a JWT signed with the configured key', async (t) => {
@@ -80,16 +83,20 @@ t.test('token prints a JWT signed with the configured key', async (t) => {
   t.ok(Math.abs(payload.exp - (Math.floor(Date.now() / 1000) + 300)) < 30, 'exp is five minutes ahead')
   const resigned = hmacJwt({ sub: 'alice', role: 'admin', iat: payload.iat, exp: payload.exp }, SECRET)
   t.equal(resigned.split('.')[2], token.split('.')[2], 'signed with the configured HS256 secret')
-  for (const [args, message] of [
+  const cases: Array<[string[], string]> = [
     [['--role', 'user'], '--sub NAME is required'],
     [['--sub', 'a', '--role', 'root'], '--role must be user or admin'],
     [['--sub', 'a', '--role', 'user', '--ttl', 'forever'], '--ttl "forever" is not a duration'],
-  ] as Array<[string[], string]>) {
-    const bad = await cli(['token', ...args, '--config', goodConfig])
-    t.equal(bad.code, 1, message)
-    t.match(bad.stderr, message)
-  }
-  t.equal((await cli(['token', '--sub', 'a', '--role', 'user', '--config', badConfig])).code, 2, 'an invalid config is reported')
+  ]
+  const [invalidConfig, ...runs] = await Promise.all([
+    cli(['token', '--sub', 'a', '--role', 'user', '--config', badConfig]),
+    ...cases.map(([args]) => cli(['token', ...args, '--config', goodConfig])),
+  ])
+  cases.forEach(([, message], i) => {
+    t.equal(runs[i]!.code, 1, message)
+    t.match(runs[i]!.stderr, message)
+  })
+  t.equal(invalidConfig!.code, 2, 'an invalid config is reported')
 })
 
 t.test('serve starts, answers, and exits 0 on SIGTERM', async (t) => {

@@ -2,7 +2,7 @@
 import t, { type Test } from 'tap'
 import { GatewayError } from '../src/errors.js'
 import { LineSplitter, SseSplitter, ndjsonFrame, parseJson, sseData, sseFrame } from '../src/protocols/framing.js'
-import { base64ToDataUrl, dataUrlToBase64 } from '../src/protocols/images.js'
+import { fromImageUrl, toBase64Image, toImageUrl } from '../src/protocols/images.js'
 import type { ChatRequest } from '../src/protocols/internal.js'
 import { decodeOllamaChat, decodeOllamaEmbed, decodeOllamaGenerate, encodeOllamaChat, type OllamaChatBody } from '../src/protocols/ollama/request.js'
 import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult } from '../src/protocols/ollama/response.js'
@@ -66,17 +66,20 @@ t.test('sseData, sseFrame, ndjsonFrame, parseJson', async (t) => {
   t.equal(parseJson('{"a":'), undefined)
 })
 
-t.test('images: base64 to a data: URL by signature, data: URL to base64, anything else refused', async (t) => {
-  t.equal(base64ToDataUrl('iVBORw0K'), 'data:image/png;base64,iVBORw0K')
-  t.equal(base64ToDataUrl('/9j/4AAQ'), 'data:image/jpeg;base64,/9j/4AAQ')
-  t.equal(base64ToDataUrl('R0lGODlh'), 'data:image/gif;base64,R0lGODlh')
-  t.equal(base64ToDataUrl('UklGRiQA'), 'data:image/webp;base64,UklGRiQA')
-  t.equal(base64ToDataUrl('AAAA'), 'data:image/jpeg;base64,AAAA', 'unknown bytes default to jpeg')
-  t.equal(dataUrlToBase64('data:image/png;base64,iVBORw0K'), 'iVBORw0K')
-  t.equal(dataUrlToBase64('data:;base64,QUJD'), 'QUJD', 'no media type')
-  refused(t, () => dataUrlToBase64('https://example.com/cat.png'), /data: URL/)
-  refused(t, () => dataUrlToBase64('data:image/png,rawbytes'), /base64/)
-  t.throws(() => dataUrlToBase64('file:///etc/passwd'), { code: 'invalid_image' })
+t.test('images: base64 ⇄ data: URLs by signature; remote URLs kept for OpenAI backends, refused for Ollama', async (t) => {
+  t.equal(toImageUrl('iVBORw0K'), 'data:image/png;base64,iVBORw0K')
+  t.equal(toImageUrl('/9j/4AAQ'), 'data:image/jpeg;base64,/9j/4AAQ')
+  t.equal(toImageUrl('R0lGODlh'), 'data:image/gif;base64,R0lGODlh')
+  t.equal(toImageUrl('UklGRiQA'), 'data:image/webp;base64,UklGRiQA')
+  t.equal(toImageUrl('AAAA'), 'data:image/jpeg;base64,AAAA', 'unknown bytes default to jpeg')
+  t.equal(toImageUrl('https://example.com/cat.png'), 'https://example.com/cat.png', 'remote URLs pass on as they are')
+  t.equal(fromImageUrl('data:image/png;base64,iVBORw0K'), 'iVBORw0K')
+  t.equal(fromImageUrl('data:;base64,QUJD'), 'QUJD', 'no media type')
+  t.equal(fromImageUrl('https://example.com/cat.png'), 'https://example.com/cat.png')
+  refused(t, () => fromImageUrl('data:image/png,rawbytes'), /base64/)
+  t.throws(() => fromImageUrl('file:///etc/passwd'), { code: 'invalid_image' })
+  t.equal(toBase64Image('iVBORw0K'), 'iVBORw0K')
+  refused(t, () => toBase64Image('https://example.com/cat.png'), /data: URL/)
 })
 
 t.test('OpenAI request decode: content parts, tool calls, tool-call id pairing, options', async (t) => {

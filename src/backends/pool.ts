@@ -57,6 +57,12 @@ export class Pool {
     return this.refreshing
   }
 
+  /** A fresh look at one backend (after a model was pulled or deleted there), not a shared round. */
+  async rediscover (backend: Backend): Promise<void> {
+    await discover(backend)
+    this.handOver(backend)
+  }
+
   resolveAlias (model: string): string {
     return this.aliases[model] ?? model
   }

@@ -11,7 +11,7 @@ export interface ToolCall {
 export interface ChatMessage {
   role: string
   content: string
-  /** Raw base64 (no data: prefix). */
+  /** Raw base64 (no data: prefix), or an http(s) URL an OpenAI client sent. */
   images?: string[]
   thinking?: string
   toolCalls?: ToolCall[]

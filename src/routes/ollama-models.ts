@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Backend } from '../backends/backend.js'
 import { GatewayError } from '../errors.js'
@@ -76,9 +77,8 @@ export default async function ollamaModelRoutes (app: FastifyInstance): Promise<
   const manage = (method: 'POST' | 'DELETE', path: string) => async (request: FastifyRequest<{ Querystring: { backend?: string } }>, reply: FastifyReply) => {
     if (request.principal.role !== 'admin') throw new GatewayError(403, `${path} is for admins only`, 'permission_denied')
     const backend = managedBackend(pool.backends, request.query.backend)
-    await forward(backend, method, path, request.body, reply)
-    void pool.refresh()
-    return reply
+    // The answer ends only once the pool has seen the change, so a listing right after shows it.
+    return forward(backend, method, path, request.body, reply, () => pool.rediscover(backend))
   }
   const bodyIsObject = { schema: { body: { type: 'object' } } }
   app.post('/api/pull', bodyIsObject, manage('POST', '/api/pull'))
@@ -99,8 +99,11 @@ function managedBackend (backends: Backend[], name: string | undefined): Backend
   return backend
 }
 
-/** Sends a request to one backend and streams its answer back as it is (pull progress included). */
-async function forward (backend: Backend, method: 'POST' | 'DELETE', path: string, body: unknown, reply: FastifyReply): Promise<FastifyReply> {
+/**
+ * Sends a request to one backend and streams its answer back as it is (pull progress included);
+ * `beforeEnd` runs after the last upstream byte and before the response ends.
+ */
+async function forward (backend: Backend, method: 'POST' | 'DELETE', path: string, body: unknown, reply: FastifyReply, beforeEnd?: () => Promise<void>): Promise<FastifyReply> {
   let res
   try {
     res = await backend.request({ method, path, headers: backend.headers(), body: JSON.stringify(body), signal: clientSignal(reply) })
@@ -111,5 +114,10 @@ async function forward (backend: Backend, method: 'POST' | 'DELETE', path: strin
   const type = res.headers['content-type']
   reply.code(res.statusCode).header('x-accel-buffering', 'no')
   if (typeof type === 'string') reply.type(type)
-  return reply.send(res.body)
+  const upstream = res.body
+  async function * relay (): AsyncGenerator<Buffer> {
+    for await (const chunk of upstream) yield chunk as Buffer
+    await beforeEnd?.()
+  }
+  return reply.send(Readable.from(relay(), { objectMode: false }))
 }

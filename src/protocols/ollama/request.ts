@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { toBase64Image } from '../images.js'
 import type { ChatMessage, ChatRequest, EmbedRequest, SamplingOptions, ToolCall } from '../internal.js'
 
 // Request bodies of the Ollama surface (api/types.go). Unknown fields stay for pass-through.
@@ -131,7 +132,7 @@ export function encodeOllamaChat (req: ChatRequest, upstreamModel: string): Reco
     messages: req.messages.map((m) => ({
       role: m.role,
       content: m.content,
-      ...(m.images !== undefined && { images: m.images }),
+      ...(m.images !== undefined && { images: m.images.map(toBase64Image) }),
       ...(m.thinking !== undefined && { thinking: m.thinking }),
       ...(m.toolCalls !== undefined && { tool_calls: m.toolCalls.map((c) => ({ ...(c.id !== undefined && { id: c.id }), function: { name: c.name, arguments: c.arguments } })) }),
       ...(m.toolName !== undefined && { tool_name: m.toolName }),

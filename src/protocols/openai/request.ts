@@ -1,6 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { GatewayError } from '../../errors.js'
-import { base64ToDataUrl, dataUrlToBase64 } from '../images.js'
+import { fromImageUrl, toImageUrl } from '../images.js'
 import type { ChatMessage, ChatRequest, EmbedRequest, ToolCall } from '../internal.js'
 
 // Request bodies of the OpenAI surface. Only what the gateway reads is checked; other fields are
@@ -55,7 +55,7 @@ function decodeMessage (m: OpenAIMessage, earlier: ChatMessage[]): ChatMessage {
       else if (part.type === 'image_url') {
         const url = typeof part.image_url === 'string' ? part.image_url : part.image_url?.url
         if (typeof url !== 'string') throw new GatewayError(400, 'image_url part needs a url')
-        ;(message.images ??= []).push(dataUrlToBase64(url))
+        ;(message.images ??= []).push(fromImageUrl(url))
       } else throw new GatewayError(400, `content part type "${part.type}" is not supported`)
     }
     message.content = texts.join('\n')
@@ -142,7 +142,7 @@ function encodeMessage (m: ChatMessage): Record<string, unknown> {
   const out: Record<string, unknown> = { role: m.role }
   out.content = m.images === undefined || m.images.length === 0
     ? m.content
-    : [{ type: 'text', text: m.content }, ...m.images.map((img) => ({ type: 'image_url', image_url: { url: base64ToDataUrl(img) } }))]
+    : [{ type: 'text', text: m.content }, ...m.images.map((img) => ({ type: 'image_url', image_url: { url: toImageUrl(img) } }))]
   if (m.toolCalls !== undefined) {
     out.tool_calls = m.toolCalls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: JSON.stringify(c.arguments ?? {}) } }))
   }
