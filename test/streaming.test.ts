@@ -1,16 +1,16 @@
 // Streaming guarantees of the chat path (DESIGN.md "The chat path"): unbuffered streams with
 // X-Accel-Buffering, client aborts reaching the upstream at once, failures after the first byte
 // ending the stream with the client protocol's error form, and SSE keep-alive comments.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Ollama } from 'ollama'
 import OpenAI from 'openai'
+import { Agent, fetch as undiciFetch } from 'undici'
 import { OLLAMA_STREAM_ERROR, OllamaEmulator, type OllamaEmulatorOptions } from './emulators/ollama.js'
 import { XINFERENCE_STREAM_ERROR, XinferenceEmulator } from './emulators/xinference.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
 
 type Surface = 'ollama' | 'openai'
 type Emulator = OllamaEmulator | XinferenceEmulator
-type Test = Parameters<Parameters<typeof t.test>[1]>[0]
 
 const LLAMA = 'llama3.2'
 const QWEN = 'qwen2.5-instruct'
@@ -27,21 +27,33 @@ async function xinfEmu (t: Test): Promise<XinferenceEmulator> {
   return e
 }
 
+/**
+ * A fetch with its own connection pool, destroyed before the gateway closes (teardowns run last
+ * registered first): a spare keep-alive connection would otherwise hold the gateway's close.
+ */
+function clientFetch (t: Test): typeof fetch {
+  const agent = new Agent()
+  t.teardown(() => agent.destroy())
+  return ((input: any, init?: any) => undiciFetch(input, { ...init, dispatcher: agent })) as unknown as typeof fetch
+}
+
+interface Env { o: OllamaEmulator, x: XinferenceEmulator, gw: Gateway, fetch: typeof fetch }
+
 /** Both backends, maxConcurrent 1 each; llama3.2 lives on Ollama, qwen2.5-instruct on Xinference. */
-async function pair (t: Test, extra: Record<string, unknown> = {}): Promise<{ o: OllamaEmulator, x: XinferenceEmulator, gw: Gateway }> {
+async function pair (t: Test, extra: Record<string, unknown> = {}): Promise<Env> {
   const o = await ollamaEmu(t)
   const x = await xinfEmu(t)
   const gw = await startGateway(t, [
     { name: 'ollama-a', type: 'ollama', url: o.url, maxConcurrent: 1 },
     { name: 'xinf-b', type: 'xinference', url: x.url, maxConcurrent: 1 },
   ], { routing: { queueTimeoutMs: 5000 }, ...extra })
-  return { o, x, gw }
+  return { o, x, gw, fetch: clientFetch(t) }
 }
 
 const inferencePath = (e: Emulator): string => (e instanceof OllamaEmulator ? '/api/chat' : '/v1/chat/completions')
 const chats = (e: Emulator): number => e.requests.filter((r) => r.path === inferencePath(e)).length
 
-function post (gw: Gateway, surface: Surface, model: string, stream: boolean, signal?: AbortSignal): Promise<Response> {
+function post ({ gw, fetch }: Env, surface: Surface, model: string, stream: boolean, signal?: AbortSignal): Promise<Response> {
   return fetch(surface === 'ollama' ? `${gw.url}/api/chat` : `${gw.url}/v1/chat/completions`, {
     method: 'POST',
     headers: { ...gw.auth(), 'content-type': 'application/json' },
@@ -64,30 +76,35 @@ async function readUntil (reader: ReadableStreamDefaultReader<Uint8Array>, enoug
 
 const wholeFrame = (surface: Surface) => (text: string): boolean => (surface === 'ollama' ? text.includes('\n') : /\r?\n\r?\n/.test(text))
 const sseEvents = (text: string): string[] => text.split(/\r?\n\r?\n/).filter((e) => e.trim() !== '')
-const sseJson = (event: string): any => JSON.parse(/^data: ?(.*)$/s.exec(event)?.[1] ?? 'null')
+const parse = (text: string): any => { try { return JSON.parse(text) } catch { return { unparsable: text } } }
+const sseJson = (event: string): any => parse(/^data: ?(.*)$/s.exec(event)?.[1] ?? 'null')
 const sseContent = (events: string[]): string =>
   events.map((e) => (e.includes('[DONE]') ? '' : sseJson(e)?.choices?.[0]?.delta?.content ?? '')).join('')
 
 t.test('stream headers; the first chunk reaches the client while the upstream is still open', async (t) => {
-  const { o, x, gw } = await pair(t)
+  const env = await pair(t)
+  const { o, x, gw } = env
   // complete streams first: headers, and the clean end (done:true / [DONE])
-  const nd = await post(gw, 'ollama', LLAMA, true)
-  t.equal(nd.status, 200)
-  t.equal(nd.headers.get('content-type'), 'application/x-ndjson')
-  t.equal(nd.headers.get('x-accel-buffering'), 'no')
-  const lines = (await nd.text()).split('\n')
-  t.equal(lines.pop(), '', 'NDJSON ends with a newline')
-  t.equal(JSON.parse(lines.at(-1)!).done, true, 'the last line is done:true')
-  for (const [model, emu] of [[LLAMA, o], [QWEN, x]] as const) {
-    const sse = await post(gw, 'openai', model, true)
-    t.equal(sse.status, 200)
-    t.match(sse.headers.get('content-type'), /^text\/event-stream/)
-    t.equal(sse.headers.get('x-accel-buffering'), 'no')
-    const events = sseEvents(await sse.text())
-    t.equal(events.at(-1), 'data: [DONE]', `${model}: the last event is [DONE]`)
-    t.equal(sseContent(events), `Hello from ${model}!`)
-    t.equal(emu.inFlight, 0)
+  for (const [surface, model] of [['ollama', LLAMA], ['ollama', QWEN], ['openai', LLAMA], ['openai', QWEN]] as const) {
+    const name = `${surface} surface, ${model}`
+    const res = await post(env, surface, model, true)
+    t.equal(res.status, 200, name)
+    t.match(res.headers.get('content-type'), surface === 'ollama' ? /^application\/x-ndjson$/ : /^text\/event-stream/, name)
+    t.equal(res.headers.get('x-accel-buffering'), 'no', name)
+    const text = await res.text()
+    const answer = `Hello from ${model === LLAMA ? 'llama3.2:latest' : model}!`
+    if (surface === 'ollama') {
+      const lines = text.split('\n')
+      t.equal(lines.pop(), '', `${name}: NDJSON ends with a newline`)
+      t.equal(parse(lines.at(-1) ?? '').done, true, `${name}: the last line is done:true`)
+      t.equal(lines.map((l) => parse(l).message?.content).join(''), answer, name)
+    } else {
+      const events = sseEvents(text)
+      t.equal(events.at(-1), 'data: [DONE]', `${name}: the last event is [DONE]`)
+      t.equal(sseContent(events), answer, name)
+    }
   }
+  t.same([o.inFlight, x.inFlight], [0, 0])
 
   o.mode = { holdOpen: true }
   x.mode = { holdOpen: true }
@@ -99,7 +116,7 @@ t.test('stream headers; the first chunk reaches the client while the upstream is
   for (const [name, surface, model, emu, first] of cases) {
     const abortsBefore = emu.aborts.length
     const ac = new AbortController()
-    const res = await post(gw, surface, model, true, ac.signal)
+    const res = await post(env, surface, model, true, ac.signal)
     t.equal(res.status, 200, name)
     t.equal(res.headers.get('x-accel-buffering'), 'no', name)
     t.match(res.headers.get('content-type'), surface === 'ollama' ? 'application/x-ndjson' : /^text\/event-stream/, name)
@@ -113,7 +130,8 @@ t.test('stream headers; the first chunk reaches the client while the upstream is
 })
 
 t.test('the client leaving aborts the upstream at once and frees the slot', async (t) => {
-  const { o, x, gw } = await pair(t)
+  const env = await pair(t)
+  const { o, x, gw } = env
   const pool = gw.app.gateway.pool
   const combos: Array<[Surface, string, Emulator, number]> = [
     ['ollama', LLAMA, o, 0], ['openai', LLAMA, o, 0], ['openai', QWEN, x, 1],
@@ -125,7 +143,7 @@ t.test('the client leaving aborts the upstream at once and frees the slot', asyn
       const sent = chats(emu)
       emu.mode = phase === 'mid-stream' ? { holdOpen: true } : { firstTokenDelayMs: 600_000 }
       const ac = new AbortController()
-      const pending = post(gw, surface, model, phase !== 'non-streamed', ac.signal)
+      const pending = post(env, surface, model, phase !== 'non-streamed', ac.signal)
       if (phase === 'mid-stream') {
         const res = await pending
         await readUntil(res.body!.getReader(), wholeFrame(surface))
@@ -139,7 +157,7 @@ t.test('the client leaving aborts the upstream at once and frees the slot', asyn
 
       // maxConcurrent is 1: the next request only gets through if the slot was released
       emu.mode = {}
-      const next = await post(gw, surface, model, false)
+      const next = await post(env, surface, model, false)
       t.equal(next.status, 200, `${name}: a following request succeeds`)
       const body = await next.json() as any
       t.equal(surface === 'ollama' ? body.message.content : body.choices[0].message.content, `Hello from ${model}${model === LLAMA ? ':latest' : ''}!`)
@@ -151,82 +169,94 @@ t.test('the client leaving aborts the upstream at once and frees the slot', asyn
   t.equal(x.maxInFlight, 1)
 })
 
-interface FailureCase { surface: Surface, model: string, emu: 'o' | 'x', how: 'failAfterChunks' | 'dropAfterChunks', message?: string }
+interface FailureCase { surface: Surface, emu: 'o' | 'x', how: 'failAfterChunks' | 'dropAfterChunks', chunkDelayMs: number }
+
+/** Content chunks the client received (NDJSON lines or SSE events), the last frame's error message. */
+function failedStream (t: Test, surface: Surface, text: string, name: string): { content: string, message: unknown } {
+  if (surface === 'ollama') {
+    const lines = text.split('\n')
+    t.equal(lines.pop(), '', `${name}: ends with a whole line`)
+    const objects = lines.map(parse)
+    const last = objects.at(-1) ?? {}
+    t.same(Object.keys(last), ['error'], `${name}: the last line is {"error": …}`)
+    t.equal(objects.filter((m) => m.done === true).length, 0, `${name}: no done line`)
+    return { content: objects.slice(0, -1).map((m) => m.message?.content).join(''), message: last.error }
+  }
+  const events = sseEvents(text)
+  t.notOk(text.includes('[DONE]'), `${name}: no [DONE]`)
+  const last = sseJson(events.at(-1) ?? '')
+  t.type(last?.error, 'object', `${name}: the last event is data: {"error":{…}}`)
+  t.type(last?.error?.type, 'string', name)
+  return { content: sseContent(events.slice(0, -1)), message: last?.error?.message }
+}
 
 t.test('an upstream failure after the first byte ends the stream with the error form, never silently', async (t) => {
-  const { o, x, gw } = await pair(t)
-  const cases: FailureCase[] = [
-    { surface: 'ollama', model: LLAMA, emu: 'o', how: 'failAfterChunks', message: OLLAMA_STREAM_ERROR },
-    { surface: 'ollama', model: LLAMA, emu: 'o', how: 'dropAfterChunks' },
-    { surface: 'ollama', model: QWEN, emu: 'x', how: 'failAfterChunks', message: XINFERENCE_STREAM_ERROR },
-    { surface: 'ollama', model: QWEN, emu: 'x', how: 'dropAfterChunks' },
-    { surface: 'openai', model: QWEN, emu: 'x', how: 'failAfterChunks', message: XINFERENCE_STREAM_ERROR },
-    { surface: 'openai', model: QWEN, emu: 'x', how: 'dropAfterChunks' },
-    { surface: 'openai', model: LLAMA, emu: 'o', how: 'failAfterChunks', message: OLLAMA_STREAM_ERROR },
-    { surface: 'openai', model: LLAMA, emu: 'o', how: 'dropAfterChunks' },
-  ]
-  const ollama = new Ollama({ host: gw.url, headers: gw.auth() })
-  const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: gw.token(), maxRetries: 0 })
+  const cases: FailureCase[] = []
+  for (const [surface, emu] of [['ollama', 'o'], ['ollama', 'x'], ['openai', 'x'], ['openai', 'o']] as const) {
+    // chunkDelayMs 0: the content and the error frame tend to reach the gateway in one read
+    cases.push({ surface, emu, how: 'failAfterChunks', chunkDelayMs: 0 }, { surface, emu, how: 'failAfterChunks', chunkDelayMs: 10 })
+    // a dropped socket loses what undici had not handed on yet: the first chunk must have been relayed
+    cases.push({ surface, emu, how: 'dropAfterChunks', chunkDelayMs: 10 })
+  }
   for (const c of cases) {
-    const emu = c.emu === 'o' ? o : x
-    const name = `${c.surface} surface from ${emu instanceof OllamaEmulator ? 'Ollama' : 'Xinference'}, ${c.how}: 2`
-    emu.mode = { [c.how]: 2 }
-    const before = chats(emu)
-
-    // raw bytes
-    const res = await post(gw, c.surface, c.model, true)
-    t.equal(res.status, 200, name)
-    const text = await res.text()
-    let message: unknown
-    if (c.surface === 'ollama') {
-      const lines = text.split('\n')
-      t.equal(lines.pop(), '', `${name}: ends with a whole line`)
-      const objects = lines.map((l) => JSON.parse(l) as any)
-      const last = objects.at(-1)
-      t.same(Object.keys(last), ['error'], `${name}: the last line is an error line`)
-      message = last.error
-      t.equal(objects.filter((m) => m.done === true).length, 0, `${name}: no done line`)
-      t.equal(objects.slice(0, -1).map((m) => m.message.content).join(''), 'Hello from', `${name}: content before the failure arrived`)
-    } else {
-      const events = sseEvents(text)
-      t.notOk(text.includes('[DONE]'), `${name}: no [DONE]`)
-      const last = sseJson(events.at(-1)!)
-      t.type(last?.error, 'object', `${name}: the last event is data: {"error":{…}}`)
-      t.type(last?.error?.type, 'string', name)
-      message = last?.error?.message
-      t.equal(sseContent(events.slice(0, -1)), 'Hello from', `${name}: content before the failure arrived`)
-    }
-    t.type(message, 'string', name)
-    t.not(message, '', name)
-    if (c.message !== undefined) t.equal(message, c.message, `${name}: the upstream message is kept`)
-
-    // the official clients fail loudly with that message
-    let content = ''
-    let error: unknown
-    try {
-      if (c.surface === 'ollama') {
-        for await (const part of await ollama.chat({ model: c.model, messages: [{ role: 'user', content: 'hi' }], stream: true })) content += part.message.content
-      } else {
-        for await (const chunk of await openai.chat.completions.create({ model: c.model, messages: [{ role: 'user', content: 'hi' }], stream: true })) content += chunk.choices[0]?.delta?.content ?? ''
-      }
-    } catch (err) {
-      error = err
-    }
-    t.type(error, Error, `${name}: the client throws`)
-    if (c.surface === 'openai') t.type(error, OpenAI.APIError, name)
-    t.equal((error as Error | undefined)?.message, message, `${name}: with the stream's error message`)
-    t.equal(content, 'Hello from', `${name}: after the content that did arrive`)
-    t.equal(chats(emu), before + 2, `${name}: no retry after the first byte`)
+    const name = `${c.surface} surface from ${c.emu === 'o' ? 'Ollama' : 'Xinference'}, ${c.how}: 2, chunkDelayMs: ${c.chunkDelayMs}`
+    await t.test(name, (t) => failureCase(t, c, name))
   }
 })
 
+async function failureCase (t: Test, c: FailureCase, name: string): Promise<void> {
+  const env = await pair(t)
+  const { gw } = env
+  const emu = c.emu === 'o' ? env.o : env.x
+  const model = c.emu === 'o' ? LLAMA : QWEN
+  const upstreamMessage = c.emu === 'o' ? OLLAMA_STREAM_ERROR : XINFERENCE_STREAM_ERROR
+  emu.mode = { [c.how]: 2, chunkDelayMs: c.chunkDelayMs }
+  const checkContent = (content: string, what: string): void => {
+    if (c.how === 'failAfterChunks') t.equal(content, 'Hello from', `${name}: ${what}`)
+    else t.ok(content.startsWith('Hello') && 'Hello from'.startsWith(content), `${name}: ${what} (${JSON.stringify(content)})`)
+  }
+
+  // raw bytes
+  const res = await post(env, c.surface, model, true)
+  t.equal(res.status, 200, name)
+  const { content, message } = failedStream(t, c.surface, await res.text(), name)
+  checkContent(content, 'content before the failure arrived')
+  t.type(message, 'string', name)
+  t.not(message, '', name)
+  if (c.how === 'failAfterChunks') t.equal(message, upstreamMessage, `${name}: the upstream message is kept`)
+
+  // a dropped connection marks the backend down; the probe brings it back for the next round
+  await gw.app.gateway.pool.refresh()
+
+  // the official clients fail loudly with that message
+  let got = ''
+  let error: unknown
+  try {
+    if (c.surface === 'ollama') {
+      const ollama = new Ollama({ host: gw.url, headers: gw.auth(), fetch: env.fetch })
+      for await (const part of await ollama.chat({ model, messages: [{ role: 'user', content: 'hi' }], stream: true })) got += part.message.content
+    } else {
+      const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: gw.token(), maxRetries: 0, fetch: env.fetch })
+      for await (const chunk of await openai.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], stream: true })) got += chunk.choices[0]?.delta?.content ?? ''
+    }
+  } catch (err) {
+    error = err
+  }
+  t.type(error, c.surface === 'openai' ? OpenAI.APIError : Error, `${name}: the client throws`)
+  t.equal((error as Error | undefined)?.message, message, `${name}: with the stream's error message`)
+  checkContent(got, 'after the content that did arrive')
+  t.equal(chats(emu), 2, `${name}: no retry after the first byte`)
+  t.equal(chats(c.emu === 'o' ? env.x : env.o), 0, `${name}: nothing went to the other backend`)
+}
+
 t.test('SSE keep-alive comments while waiting for the first token; none on NDJSON', async (t) => {
-  const { o, gw } = await pair(t, { routing: { keepAliveMs: 10 } })
+  const env = await pair(t, { routing: { keepAliveMs: 10 } })
+  const { o, gw } = env
 
   // sent while the upstream is still silent
   o.mode = { firstTokenDelayMs: 600_000 }
   const ac = new AbortController()
-  const res = await post(gw, 'openai', LLAMA, true, ac.signal)
+  const res = await post(env, 'openai', LLAMA, true, ac.signal)
   t.equal(res.status, 200)
   t.match(res.headers.get('content-type'), /^text\/event-stream/)
   t.equal(res.headers.get('x-accel-buffering'), 'no')
@@ -241,7 +271,7 @@ t.test('SSE keep-alive comments while waiting for the first token; none on NDJSO
   let raw = ''
   let tapped: Promise<void> = Promise.resolve()
   const tee = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const r = await fetch(input, init)
+    const r = await env.fetch(input, init)
     if (r.body === null) return r
     const [mine, theirs] = r.body.tee()
     tapped = (async () => {
@@ -261,7 +291,7 @@ t.test('SSE keep-alive comments while waiting for the first token; none on NDJSO
   t.equal(sseEvents(raw).at(-1), 'data: [DONE]')
 
   // NDJSON has no comments: every line is JSON
-  const nd = await post(gw, 'ollama', LLAMA, true)
+  const nd = await post(env, 'ollama', LLAMA, true)
   t.equal(nd.status, 200)
   const lines = (await nd.text()).split('\n').filter((l) => l !== '')
   t.equal(lines.filter((l) => !l.startsWith('{')).length, 0, 'no keep-alive lines on NDJSON')

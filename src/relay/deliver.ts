@@ -49,7 +49,8 @@ class StreamClosed extends Error {}
 
 /**
  * An error as the stream's first word (Xinference reports rate limits that way) is answered like
- * an error status: with a real HTTP error, or by another backend when it is a rate limit.
+ * an error status: with a real HTTP error, or by another backend when it is a rate limit. Callers
+ * pass only errors with no content before them in their batch; content already written stays.
  */
 function refuseBeforeContent (d: Delivery, message: string): void {
   if (d.client.contentSent) return
@@ -79,7 +80,7 @@ async function passNdjson (d: Delivery): Promise<void> {
     const last = lines[lines.length - 1]
     if (last !== undefined && (last.includes('"done":true') || last.includes('"error"'))) {
       const step = reader.read(last.toString('utf8'))
-      if (step.error !== undefined) refuseBeforeContent(d, step.error)
+      if (step.error !== undefined && lines.length === 1) refuseBeforeContent(d, step.error)
       done ||= step.done === true
       failed ||= step.error !== undefined
     }
@@ -107,7 +108,7 @@ async function passSse (d: Delivery): Promise<void> {
         const data = sseData(event) ?? ''
         const step = reader.read(data)
         if (step.error !== undefined) {
-          refuseBeforeContent(d, step.error)
+          if (out.length === 0) refuseBeforeContent(d, step.error)
           // Xinference sends {"error":"<string>"}; OpenAI clients expect the error object.
           out.push(Buffer.from(openaiStreamError(502, step.error, 'upstream_error')))
           failed = true
