@@ -15,11 +15,18 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32)
 const SECRET = 'bench-secret-bench-secret-bench-secret!!'
 const MODEL = 'llama3.2:latest'
 const children: ChildProcess[] = []
+
+// Two cores: the load generator and the backend share core 0, the proxy under test (Nginx with
+// one worker, or ChatGate's one process) has core 1 to itself, so neither proxy competes with the
+// load it is measured under. Without taskset everything shares both cores.
+const HAVE_TASKSET = spawnSync('taskset', ['-c', '0', 'true']).status === 0
+const pinned = (core: number, command: string, args: string[]): [string, string[]] =>
+  HAVE_TASKSET ? ['taskset', ['-c', String(core), command, ...args]] : [command, args]
 const work = mkdtempSync(join(tmpdir(), 'chatgate-bench-'))
 
-function start (command: string, args: string[], ready: RegExp, logFile?: string): Promise<RegExpExecArray> {
+function start (core: number, command: string, args: string[], ready: RegExp, logFile?: string): Promise<RegExpExecArray> {
   const out = logFile === undefined ? 'pipe' : openSync(logFile, 'a')
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', out] })
+  const child = spawn(...pinned(core, command, args), { stdio: ['ignore', 'pipe', out] })
   children.push(child)
   return new Promise((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`${command} exited with ${code} before it was ready (see ${logFile ?? 'stderr'})`)))
@@ -72,7 +79,7 @@ http {
   }
 }
 `)
-  const child = spawn('nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf')], { stdio: 'ignore' })
+  const child = spawn(...pinned(1, 'nginx', ['-p', prefix, '-c', join(prefix, 'nginx.conf')]), { stdio: 'ignore' })
   children.push(child)
   for (let i = 0; i < 100; i++) {
     try {
@@ -111,7 +118,7 @@ function runWrk (url: string, body: object, headers: Record<string, string>, sec
   const lines = Object.entries({ 'content-type': 'application/json', ...headers }).map(([k, v]) => `wrk.headers["${k}"] = "${v}"`)
   writeFileSync(script, `wrk.method = "POST"\nwrk.body = '${JSON.stringify(body)}'\n${lines.join('\n')}\n`)
   return new Promise((resolve, reject) => {
-    const child = spawn('wrk', ['-t', '1', '-c', String(CONNECTIONS), '-d', `${seconds}s`, '--latency', '-s', script, url])
+    const child = spawn(...pinned(0, 'wrk', ['-t', '1', '-c', String(CONNECTIONS), '-d', `${seconds}s`, '--latency', '-s', script, url]))
     let out = ''
     child.stdout.on('data', (d: Buffer) => { out += d.toString() })
     child.on('error', reject)
@@ -143,7 +150,7 @@ async function measure (target: string, url: string, body: object, headers: Reco
 }
 
 async function main (): Promise<void> {
-  const [, backendPort] = await start(process.execPath, ['dist-bench/bench/backend.js'], /^listening (\d+)/)
+  const [, backendPort] = await start(0, process.execPath, ['dist-bench/bench/backend.js'], /^listening (\d+)/)
   const config = join(work, 'chatgate.yaml')
   writeFileSync(config, `server: { host: 127.0.0.1, port: 0 }
 auth: { jwt: { secret: "${SECRET}" } }
@@ -153,10 +160,11 @@ log: { level: info }
 backends:
   - { name: bench, type: ollama, url: "http://127.0.0.1:${backendPort}", maxConcurrent: 256 }
 `)
-  const [, gatewayUrl] = await start(process.execPath, ['dist/cli.js', 'serve', '--config', config], /Server listening at (http:\/\/[^"]+)/, join(work, 'gateway.err'))
+  const [, gatewayUrl] = await start(1, process.execPath, ['dist/cli.js', 'serve', '--config', config], /Server listening at (http:\/\/[^"]+)/, join(work, 'gateway.err'))
   const token = spawnSync(process.execPath, ['dist/cli.js', 'token', '--sub', 'bench', '--role', 'user', '--config', config]).stdout.toString().trim()
   const nginxPort = await startNginx(Number(backendPort))
   if (nginxPort === undefined) process.stdout.write('nginx is not installed: measuring direct and ChatGate only\n')
+  process.stdout.write(`${HAVE_TASKSET ? 'load generator and backend on core 0, proxy on core 1' : 'no taskset: all processes share the cores'}\n`)
   process.stdout.write(`load: ${HAVE_WRK ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${DURATION}s per target; chunks per answer: ${process.env.BENCH_CHUNKS ?? 20}; ChatGate with JWT auth and rate limiting\n\n`)
 
   const report: Record<string, Result[]> = {}
@@ -175,7 +183,7 @@ backends:
     process.stdout.write(`  ratio ChatGate/direct: ${(gw.rps / results[0]!.rps).toFixed(2)}\n\n`)
   }
   mkdirSync('bench/results', { recursive: true })
-  writeFileSync('bench/results/latest.json', JSON.stringify({ date: new Date().toISOString(), loadGenerator: HAVE_WRK ? 'wrk' : 'autocannon', connections: CONNECTIONS, duration: DURATION, report }, null, 2))
+  writeFileSync('bench/results/latest.json', JSON.stringify({ date: new Date().toISOString(), pinned: HAVE_TASKSET, loadGenerator: HAVE_WRK ? 'wrk' : 'autocannon', connections: CONNECTIONS, duration: DURATION, report }, null, 2))
 }
 
 main().catch((err: unknown) => {

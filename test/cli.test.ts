@@ -102,6 +102,7 @@ t.test('token prints a JWT signed with the configured key', async (t) => {
 t.test('serve starts, answers, and exits 0 on SIGTERM', async (t) => {
   const child = spawn(process.execPath, [...process.execArgv, 'src/cli.ts', 'serve', '--config', goodConfig])
   const exited = new Promise<number | null>((resolve) => child.on('close', resolve))
+  t.teardown(() => { child.kill('SIGKILL') }) // never leave a server behind when an assertion fails
   const lines = createInterface({ input: child.stdout })
   let url = ''
   for await (const line of lines) {

@@ -5,7 +5,7 @@ const LF = 0x0a
 const CR = 0x0d
 
 abstract class Splitter {
-  private tail: Buffer | undefined
+  protected tail: Buffer | undefined
 
   /** Whole frames completed by this chunk, each with its terminator. */
   push (chunk: Buffer): Buffer[] {
@@ -36,6 +36,25 @@ export class LineSplitter extends Splitter {
     const i = buf.indexOf(LF, from)
     return i === -1 ? -1 : i + 1
   }
+
+  /** Every whole line completed by this chunk as one buffer, without cutting it into lines. */
+  whole (chunk: Buffer): Buffer | undefined {
+    const buf = this.tail === undefined ? chunk : Buffer.concat([this.tail, chunk])
+    const end = buf.lastIndexOf(LF)
+    this.tail = end + 1 < buf.length ? buf.subarray(end + 1) : undefined
+    return end === -1 ? undefined : buf.subarray(0, end + 1)
+  }
+}
+
+/** The last line of whole lines (terminator included). */
+export function lastLine (lines: Buffer): Buffer {
+  return lines.subarray(lines.lastIndexOf(LF, lines.length - 2) + 1)
+}
+
+export function countLines (lines: Buffer): number {
+  let n = 0
+  for (let i = lines.indexOf(LF); i !== -1; i = lines.indexOf(LF, i + 1)) n += 1
+  return n
 }
 
 /** SSE events end with a blank line: LF LF, or CR LF CR LF as sse-starlette (Xinference) sends. */

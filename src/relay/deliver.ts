@@ -2,7 +2,7 @@ import type { Dispatcher } from 'undici'
 import type { FastifyReply } from 'fastify'
 import type { Backend } from '../backends/backend.js'
 import { GatewayError, type Surface } from '../errors.js'
-import { LineSplitter, SseSplitter, parseJson, sseData } from '../protocols/framing.js'
+import { LineSplitter, SseSplitter, countLines, lastLine, parseJson, sseData } from '../protocols/framing.js'
 import type { ChatRequest, StreamStep } from '../protocols/internal.js'
 import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult, type OllamaKind } from '../protocols/ollama/response.js'
 import { OpenAIStreamReader, OpenAIStreamWriter, openaiCompletion, openaiStreamError, readOpenAICompletion } from '../protocols/openai/response.js'
@@ -31,9 +31,10 @@ export function errorFrame (surface: Surface, err: GatewayError): string {
   return surface === 'openai' ? openaiStreamError(err.statusCode, err.message, err.code) : ollamaStreamError(err.message)
 }
 
-async function * frames (d: Delivery, splitter: LineSplitter | SseSplitter): AsyncGenerator<Buffer[]> {
+/** The upstream body; a failure ends the client's stream with an error frame, or lets another backend try. */
+async function * upstreamChunks (d: Delivery): AsyncGenerator<Buffer> {
   try {
-    for await (const chunk of d.res.body) yield splitter.push(chunk as Buffer)
+    for await (const chunk of d.res.body) yield chunk as Buffer
   } catch (err) {
     if (d.client.gone) return
     const failure = connectionFailure(d.backend, err)
@@ -42,6 +43,10 @@ async function * frames (d: Delivery, splitter: LineSplitter | SseSplitter): Asy
     await d.client.write(errorFrame(d.surface, new GatewayError(502, `backend ${d.backend.name} failed mid-stream: ${failure.error.message}`, 'upstream_error')))
     throw new StreamClosed()
   }
+}
+
+async function * frames (d: Delivery, splitter: LineSplitter | SseSplitter): AsyncGenerator<Buffer[]> {
+  for await (const chunk of upstreamChunks(d)) yield splitter.push(chunk)
 }
 
 /** The stream already ended with an error frame. */
@@ -63,10 +68,17 @@ function markFirstToken (d: Delivery): void {
   d.record.ttftMs ??= Date.now() - d.startedAt
 }
 
-async function writeFrames (d: Delivery, out: Buffer[]): Promise<void> {
+async function writeFrames (d: Delivery, out: Buffer[] | string): Promise<void> {
   if (out.length === 0) return
   markFirstToken(d)
-  await d.client.write(out.length === 1 ? out[0]! : Buffer.concat(out))
+  await d.client.write(typeof out === 'string' ? out : out.length === 1 ? out[0]! : Buffer.concat(out))
+}
+
+/** Ends the stream; the last frames go out in the same write as the end of the response. */
+function finish (d: Delivery, last: Buffer[] | string, trailer = ''): void {
+  if (last.length > 0) markFirstToken(d)
+  const body = typeof last === 'string' ? last + trailer : Buffer.concat(trailer === '' ? last : [...last, Buffer.from(trailer)])
+  d.client.end(body.length > 0 ? body : undefined)
 }
 
 async function passNdjson (d: Delivery): Promise<void> {
@@ -74,20 +86,26 @@ async function passNdjson (d: Delivery): Promise<void> {
   let failed = false
   let pieces = 0
   const reader = new OllamaStreamReader()
-  for await (const lines of frames(d, new LineSplitter())) {
-    pieces += lines.length
-    // The done line and an error line both end the stream, so only a batch's last line can be one.
-    const last = lines[lines.length - 1]
-    if (last !== undefined && (last.includes('"done":true') || last.includes('"error"'))) {
+  const splitter = new LineSplitter()
+  const pending: Buffer[] = []
+  for await (const chunk of upstreamChunks(d)) {
+    // Whole lines go on as they came, in one write; the tail waits for its newline.
+    const lines = splitter.whole(chunk)
+    if (lines === undefined) continue
+    pieces += countLines(lines)
+    // The done line and an error line both end the stream, so only the last line can be one.
+    const last = lastLine(lines)
+    if (last.includes('"done":true') || last.includes('"error"')) {
       const step = reader.read(last.toString('utf8'))
-      if (step.error !== undefined && lines.length === 1) refuseBeforeContent(d, step.error)
+      if (step.error !== undefined && last.length === lines.length) refuseBeforeContent(d, step.error)
       done ||= step.done === true
       failed ||= step.error !== undefined
     }
-    await writeFrames(d, lines)
+    if (done || failed) pending.push(lines)
+    else await writeFrames(d, [lines])
   }
   if (done) usageOrEstimate(reader.usage, d.request, pieces, d.record)
-  d.client.end(done || failed ? undefined : ollamaStreamError(TRUNCATED))
+  finish(d, pending, done || failed ? '' : ollamaStreamError(TRUNCATED))
 }
 
 // Python servers (Xinference) write `"key": value`, Go and Node servers `"key":value`.
@@ -99,6 +117,7 @@ async function passSse (d: Delivery): Promise<void> {
   let failed = false
   let pieces = 0
   const reader = new OpenAIStreamReader()
+  const pending: Buffer[] = []
   for await (const events of frames(d, new SseSplitter())) {
     const out: Buffer[] = []
     for (const event of events) {
@@ -120,11 +139,11 @@ async function passSse (d: Delivery): Promise<void> {
       if (event.includes('"finish_reason":"') || event.includes('"finish_reason": "')) finished = true
       out.push(event)
     }
-    await writeFrames(d, out)
+    if (failed || done) pending.push(...out)
+    else await writeFrames(d, out)
   }
   usageOrEstimate(reader.usage, d.request, pieces, d.record)
-  if (failed || done) d.client.end()
-  else d.client.end(finished ? 'data: [DONE]\n\n' : openaiStreamError(502, TRUNCATED, 'upstream_error'))
+  finish(d, pending, failed || done ? '' : finished ? 'data: [DONE]\n\n' : openaiStreamError(502, TRUNCATED, 'upstream_error'))
 }
 
 async function translateStream (d: Delivery): Promise<void> {
@@ -134,6 +153,7 @@ async function translateStream (d: Delivery): Promise<void> {
   const writer = d.surface === 'openai' ? new OpenAIStreamWriter(model, d.request.includeUsage) : new OllamaStreamWriter(model, d.kind, d.startedAt)
   let finished = false
   let pieces = 0
+  let pending = ''
   for await (const batch of frames(d, fromOllama ? new LineSplitter() : new SseSplitter())) {
     let out = ''
     for (const frame of batch) {
@@ -147,22 +167,22 @@ async function translateStream (d: Delivery): Promise<void> {
       }
       if (step.error !== undefined) {
         if (out === '') refuseBeforeContent(d, step.error)
-        if (out !== '') await writeFrames(d, [Buffer.from(out)])
-        d.client.end(errorFrame(d.surface, new GatewayError(502, step.error, 'upstream_error')))
+        finish(d, out, errorFrame(d.surface, new GatewayError(502, step.error, 'upstream_error')))
         return
       }
       finished ||= step.done === true
     }
-    if (out !== '') await writeFrames(d, [Buffer.from(out)])
+    if (finished) pending += out
+    else await writeFrames(d, out)
   }
   const reason = reader.finishReason
   if (!finished && (fromOllama || reason === undefined)) {
-    d.client.end(errorFrame(d.surface, new GatewayError(502, TRUNCATED, 'upstream_error')))
+    finish(d, pending, errorFrame(d.surface, new GatewayError(502, TRUNCATED, 'upstream_error')))
     return
   }
   const usage = usageOrEstimate(reader.usage, d.request, pieces, d.record)
   markFirstToken(d)
-  d.client.end(writer.finish(reason ?? 'stop', usage))
+  finish(d, pending, writer.finish(reason ?? 'stop', usage))
 }
 
 async function deliverWhole (d: Delivery, passthrough: boolean): Promise<void> {
