@@ -17,6 +17,13 @@ interface Waiter {
   fail: (err: GatewayError) => void
 }
 
+/** What tells a waiting request that its client left (an EventEmitter firing 'abort'). */
+export interface Cancellation {
+  readonly aborted: boolean
+  once: (event: 'abort', listener: () => void) => unknown
+  removeListener: (event: 'abort', listener: () => void) => unknown
+}
+
 // A model nobody serves triggers a re-discovery, but not more often than this.
 const UNKNOWN_MODEL_REFRESH_MS = 1000
 
@@ -124,7 +131,7 @@ export class Pool {
    * Throws 404 when no backend serves the model, 503 when none is healthy or the queue is full
    * or the wait timed out.
    */
-  async acquire (model: string, signal: AbortSignal, exclude: ReadonlySet<Backend> = new Set()): Promise<Lease> {
+  async acquire (model: string, signal: Cancellation, exclude: ReadonlySet<Backend> = new Set()): Promise<Lease> {
     const servers = (await this.servers(model)).filter((b) => !exclude.has(b))
     if (servers.length === 0) throw new GatewayError(404, `model '${model}' not found`, 'model_not_found')
     const backend = this.pick(model, exclude)
@@ -134,6 +141,7 @@ export class Pool {
       const retry = Math.max(1, Math.ceil((Math.min(...servers.map((b) => b.downUntil)) - now) / 1000))
       throw new GatewayError(503, `no healthy backend serves model '${model}'`, 'backend_unavailable', retry)
     }
+    if (signal.aborted) throw new GatewayError(499, 'request canceled', 'client_closed')
     const { maxWaiting, queueTimeoutMs } = this.config.routing
     const busy = (): GatewayError => new GatewayError(503, `server busy: every backend slot for model '${model}' is taken; try again shortly`, 'server_busy', Math.max(1, Math.ceil(queueTimeoutMs / 1000)))
     if (this.queueLength(model) >= maxWaiting) throw busy()
@@ -146,8 +154,8 @@ export class Pool {
       }
       const timer = setTimeout(() => { this.dequeue(waiter); waiter.fail(busy()) }, queueTimeoutMs)
       const onAbort = (): void => { this.dequeue(waiter); waiter.fail(new GatewayError(499, 'request canceled', 'client_closed')) }
-      const cleanup = (): void => { clearTimeout(timer); signal.removeEventListener('abort', onAbort) }
-      signal.addEventListener('abort', onAbort)
+      const cleanup = (): void => { clearTimeout(timer); signal.removeListener('abort', onAbort) }
+      signal.once('abort', onAbort)
       this.waiters.push(waiter)
     })
   }

@@ -1,5 +1,7 @@
 import type { OutgoingHttpHeaders } from 'node:http'
+import { EventEmitter } from 'node:events'
 import type { FastifyReply } from 'fastify'
+import type { Cancellation } from '../backends/pool.js'
 
 /**
  * The client's side of a streamed answer: headers go out lazily (so errors before the first byte
@@ -7,7 +9,7 @@ import type { FastifyReply } from 'fastify'
  * client goes away.
  */
 export class ClientStream {
-  readonly signal: AbortSignal
+  readonly signal: ClientGone
   /** Headers are out: from here on errors must be written into the stream. */
   started = false
   /** Answer bytes (not just keep-alive comments) are out: no other backend may take over. */
@@ -70,12 +72,22 @@ export class ClientStream {
   }
 }
 
-/** Aborts when the client closes the connection before the response finished. */
-export function clientSignal (reply: FastifyReply): AbortSignal {
-  const controller = new AbortController()
+/**
+ * Emits 'abort' (once) when the client closes the connection before the response finished.
+ * undici takes an EventEmitter as a request's signal: one per request costs far less than an
+ * AbortController, which showed up at 4% of the CPU under load.
+ */
+export class ClientGone extends EventEmitter implements Cancellation {
+  aborted = false
+}
+
+export function clientSignal (reply: FastifyReply): ClientGone {
+  const gone = new ClientGone()
   const res = reply.raw
   res.once('close', () => {
-    if (!res.writableFinished) controller.abort()
+    if (res.writableFinished) return
+    gone.aborted = true
+    gone.emit('abort')
   })
-  return controller.signal
+  return gone
 }

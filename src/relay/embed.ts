@@ -1,5 +1,5 @@
 import type { Backend } from '../backends/backend.js'
-import type { Pool } from '../backends/pool.js'
+import type { Cancellation, Pool } from '../backends/pool.js'
 import { GatewayError, type Surface } from '../errors.js'
 import type { EmbedRequest, EmbedResult } from '../protocols/internal.js'
 import { onSomeBackend } from './retry.js'
@@ -51,7 +51,7 @@ function upstreamCall (job: EmbedJob, backend: Backend, upstreamModel: string): 
 }
 
 /** Embeddings on any backend serving the model; returns the body for the client. */
-export async function relayEmbed (pool: Pool, retries: number, job: EmbedJob, signal: AbortSignal, record: ChatRecord): Promise<unknown> {
+export async function relayEmbed (pool: Pool, retries: number, job: EmbedJob, signal: Cancellation, record: ChatRecord): Promise<unknown> {
   return onSomeBackend({
     pool, model: job.model, signal, retries, mayRetry: () => true,
     onAttempt: (backend, n) => { record.backend = backend.name; record.attempts = n },

@@ -1,12 +1,12 @@
 import type { Backend } from '../backends/backend.js'
-import type { Lease, Pool } from '../backends/pool.js'
+import type { Cancellation, Lease, Pool } from '../backends/pool.js'
 import type { GatewayError } from '../errors.js'
 import { UpstreamRefusal } from './upstream.js'
 
 export interface RetryOptions {
   pool: Pool
   model: string
-  signal: AbortSignal
+  signal: Cancellation
   retries: number
   /** False once bytes reached the client: no other backend may take over then. */
   mayRetry: () => boolean

@@ -37,11 +37,15 @@ export class OpenAIStreamWriter {
   private readonly created = Math.floor(Date.now() / 1000)
   private roleSent = false
   private toolCallCount = 0
+  // Every chunk of a stream starts alike: its JSON head is written once (same bytes as stringify).
+  private readonly head: string
 
-  constructor (private readonly model: string, private readonly includeUsage: boolean) {}
+  constructor (private readonly model: string, private readonly includeUsage: boolean) {
+    this.head = `data: {"id":${JSON.stringify(this.id)},"object":"chat.completion.chunk","created":${this.created},"model":${JSON.stringify(model)},`
+  }
 
   private chunk (delta: object, finishReason: FinishReason | null): string {
-    return sseFrame({ id: this.id, object: 'chat.completion.chunk', created: this.created, model: this.model, choices: [{ index: 0, delta, finish_reason: finishReason }] })
+    return `${this.head}"choices":[{"index":0,"delta":${JSON.stringify(delta)},"finish_reason":${finishReason === null ? 'null' : `"${finishReason}"`}}]}\n\n`
   }
 
   delta (d: ChatDelta): string {
