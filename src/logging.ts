@@ -36,27 +36,32 @@ export function loggerOptions (config: Config): Exclude<FastifyServerOptions['lo
 /** One line per request, written when the connection is done with it (finished or aborted). */
 export function requestLogLine (app: FastifyInstance): void {
   app.decorateRequest('chat', undefined)
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback-style hooks: an async hook costs Fastify a promise and extra ticks per request.
+  app.addHook('onRequest', (request, reply, done) => {
     const started = performance.now()
     reply.raw.once('close', () => {
       const res = reply.raw
+      const finished = res.writableFinished
       const chat = request.chat
-      request.log.info({
+      // Built flat, without spreads: this runs for every request.
+      const line: Record<string, unknown> = {
         method: request.method,
         url: request.url,
-        status: res.writableFinished ? res.statusCode : 499,
+        status: finished ? res.statusCode : 499,
         user: request.principal?.sub,
-        ...(chat !== undefined && {
-          model: chat.model,
-          backend: chat.backend,
-          attempts: chat.attempts,
-          ttftMs: chat.ttftMs,
-          promptTokens: chat.usage?.promptTokens,
-          completionTokens: chat.usage?.completionTokens,
-          ...(chat.estimated === true && { usageEstimated: true }),
-        }),
-        durationMs: Math.round(performance.now() - started),
-      }, res.writableFinished ? 'request' : 'request aborted by client')
+      }
+      if (chat !== undefined) {
+        line.model = chat.model
+        line.backend = chat.backend
+        line.attempts = chat.attempts
+        line.ttftMs = chat.ttftMs
+        line.promptTokens = chat.usage?.promptTokens
+        line.completionTokens = chat.usage?.completionTokens
+        if (chat.estimated === true) line.usageEstimated = true
+      }
+      line.durationMs = Math.round(performance.now() - started)
+      request.log.info(line, finished ? 'request' : 'request aborted by client')
     })
+    done()
   })
 }

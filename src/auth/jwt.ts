@@ -66,7 +66,7 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: { config: 
   }
 
   app.decorateRequest('principal', null as unknown as Principal)
-  app.addHook('onRequest', async (request) => {
+  const authenticate = (request: FastifyRequest): void => {
     if (request.routeOptions.config.public === true) return
     const token = bearerToken(request)
     const known = verified.get(token)
@@ -86,5 +86,15 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: { config: 
     }
     request.principal = { sub, role }
     remember(token, request.principal, Number(claims.exp) * 1000)
+  }
+  // Callback style: verification is synchronous, and an async hook costs a promise per request.
+  app.addHook('onRequest', (request, _reply, done) => {
+    try {
+      authenticate(request)
+    } catch (err) {
+      done(err as Error)
+      return
+    }
+    done()
   })
 }, { name: 'chatgate-jwt' })
