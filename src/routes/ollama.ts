@@ -4,7 +4,7 @@ import {
   OllamaChatBody, OllamaEmbedBody, OllamaGenerateBody, OllamaLegacyEmbeddingsBody,
   decodeOllamaChat, decodeOllamaEmbed, decodeOllamaGenerate,
 } from '../protocols/ollama/request.js'
-import { relayChat } from '../relay/chat.js'
+import { chatHandler } from './chat-handler.js'
 import { clientSignal } from '../relay/client-stream.js'
 import { relayEmbed } from '../relay/embed.js'
 import { resolveModel } from '../relay/resolve.js'
@@ -13,21 +13,8 @@ import { resolveModel } from '../relay/resolve.js'
 export default async function ollamaRoutes (app: FastifyInstance): Promise<void> {
   const { pool, access, relay } = app.gateway
 
-  app.post<{ Body: OllamaChatBody }>('/api/chat', { schema: { body: OllamaChatBody } }, async (request, reply) => {
-    const chat = decodeOllamaChat(request.body)
-    const model = resolveModel(pool, access, request.principal, chat.model)
-    request.chat = { model, attempts: 0 }
-    await relayChat(relay, { surface: 'ollama', kind: 'chat', request: chat, body: request.body, model }, reply, request.chat)
-    return reply
-  })
-
-  app.post<{ Body: OllamaGenerateBody }>('/api/generate', { schema: { body: OllamaGenerateBody } }, async (request, reply) => {
-    const chat = decodeOllamaGenerate(request.body)
-    const model = resolveModel(pool, access, request.principal, chat.model)
-    request.chat = { model, attempts: 0 }
-    await relayChat(relay, { surface: 'ollama', kind: 'generate', request: chat, body: request.body, model }, reply, request.chat)
-    return reply
-  })
+  app.post('/api/chat', { schema: { body: OllamaChatBody } }, chatHandler(app.gateway, 'ollama', 'chat', decodeOllamaChat))
+  app.post('/api/generate', { schema: { body: OllamaGenerateBody } }, chatHandler(app.gateway, 'ollama', 'generate', decodeOllamaGenerate))
 
   app.post<{ Body: OllamaEmbedBody }>('/api/embed', { schema: { body: OllamaEmbedBody } }, async (request, reply) => {
     const model = resolveModel(pool, access, request.principal, request.body.model)

@@ -1,23 +1,17 @@
 import type { FastifyInstance } from 'fastify'
 import { GatewayError } from '../errors.js'
 import { OpenAIChatBody, OpenAIEmbeddingsBody, decodeOpenAIChat, decodeOpenAIEmbeddings } from '../protocols/openai/request.js'
-import { relayChat } from '../relay/chat.js'
 import { clientSignal } from '../relay/client-stream.js'
 import { relayEmbed } from '../relay/embed.js'
 import { resolveModel } from '../relay/resolve.js'
+import { chatHandler } from './chat-handler.js'
 import { listModels } from './listing.js'
 
 /** The OpenAI-compatible surface: /v1/chat/completions, /v1/embeddings, /v1/models. */
 export default async function openaiRoutes (app: FastifyInstance): Promise<void> {
   const { pool, access, relay } = app.gateway
 
-  app.post<{ Body: OpenAIChatBody }>('/v1/chat/completions', { schema: { body: OpenAIChatBody } }, async (request, reply) => {
-    const chat = decodeOpenAIChat(request.body)
-    const model = resolveModel(pool, access, request.principal, chat.model)
-    request.chat = { model, attempts: 0 }
-    await relayChat(relay, { surface: 'openai', kind: 'chat', request: chat, body: request.body, model }, reply, request.chat)
-    return reply
-  })
+  app.post('/v1/chat/completions', { schema: { body: OpenAIChatBody } }, chatHandler(app.gateway, 'openai', 'chat', decodeOpenAIChat))
 
   app.post<{ Body: OpenAIEmbeddingsBody }>('/v1/embeddings', { schema: { body: OpenAIEmbeddingsBody } }, async (request, reply) => {
     const model = resolveModel(pool, access, request.principal, request.body.model)
