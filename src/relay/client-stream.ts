@@ -28,13 +28,12 @@ export class ClientStream {
     if (this.started) return
     this.started = true
     this.reply.hijack()
-    const res = this.reply.raw
-    res.writeHead(200, {
-      ...this.reply.getHeaders() as OutgoingHttpHeaders,
-      'content-type': this.contentType,
-      'cache-control': 'no-cache',
-      'x-accel-buffering': 'no',
-    })
+    // Headers set earlier on the reply (request id, rate limits) go out with the stream's own.
+    const headers = this.reply.getHeaders() as OutgoingHttpHeaders
+    headers['content-type'] = this.contentType
+    headers['cache-control'] = 'no-cache'
+    headers['x-accel-buffering'] = 'no'
+    this.reply.raw.writeHead(200, headers)
   }
 
   /** Writes a frame; resolves once the socket can take more (or the client left). */

@@ -31,22 +31,22 @@ export function errorFrame (surface: Surface, err: GatewayError): string {
   return surface === 'openai' ? openaiStreamError(err.statusCode, err.message, err.code) : ollamaStreamError(err.message)
 }
 
-/** The upstream body; a failure ends the client's stream with an error frame, or lets another backend try. */
-async function * upstreamChunks (d: Delivery): AsyncGenerator<Buffer> {
-  try {
-    for await (const chunk of d.res.body) yield chunk as Buffer
-  } catch (err) {
-    if (d.client.gone) return
-    const failure = connectionFailure(d.backend, err)
-    // Nothing reached the client yet: another backend may still answer.
-    if (!d.client.contentSent) throw failure
-    await d.client.write(errorFrame(d.surface, new GatewayError(502, `backend ${d.backend.name} failed mid-stream: ${failure.error.message}`, 'upstream_error')))
-    throw new StreamClosed()
-  }
+/** Reading the upstream body failed: end the client's stream with an error frame, or let another backend try. */
+async function upstreamFailed (d: Delivery, err: unknown): Promise<never> {
+  if (d.client.gone) throw new StreamClosed()
+  const failure = connectionFailure(d.backend, err)
+  // Nothing reached the client yet: another backend may still answer.
+  if (!d.client.contentSent) throw failure
+  await d.client.write(errorFrame(d.surface, new GatewayError(502, `backend ${d.backend.name} failed mid-stream: ${failure.error.message}`, 'upstream_error')))
+  throw new StreamClosed()
 }
 
 async function * frames (d: Delivery, splitter: LineSplitter | SseSplitter): AsyncGenerator<Buffer[]> {
-  for await (const chunk of upstreamChunks(d)) yield splitter.push(chunk)
+  try {
+    for await (const chunk of d.res.body) yield splitter.push(chunk as Buffer)
+  } catch (err) {
+    await upstreamFailed(d, err)
+  }
 }
 
 /** The stream already ended with an error frame. */
@@ -88,21 +88,27 @@ async function passNdjson (d: Delivery): Promise<void> {
   const reader = new OllamaStreamReader()
   const splitter = new LineSplitter()
   const pending: Buffer[] = []
-  for await (const chunk of upstreamChunks(d)) {
-    // Whole lines go on as they came, in one write; the tail waits for its newline.
-    const lines = splitter.whole(chunk)
-    if (lines === undefined) continue
-    pieces += countLines(lines)
-    // The done line and an error line both end the stream, so only the last line can be one.
-    const last = lastLine(lines)
-    if (last.includes('"done":true') || last.includes('"error"')) {
-      const step = reader.read(last.toString('utf8'))
-      if (step.error !== undefined && last.length === lines.length) refuseBeforeContent(d, step.error)
-      done ||= step.done === true
-      failed ||= step.error !== undefined
+  // The body is read here directly, not through frames(): this is the hot path.
+  try {
+    for await (const chunk of d.res.body) {
+      // Whole lines go on as they came, in one write; the tail waits for its newline.
+      const lines = splitter.whole(chunk as Buffer)
+      if (lines === undefined) continue
+      pieces += countLines(lines)
+      // The done line and an error line both end the stream, so only the last line can be one.
+      const last = lastLine(lines)
+      if (last.includes('"done":true') || last.includes('"error"')) {
+        const step = reader.read(last.toString('utf8'))
+        if (step.error !== undefined && last.length === lines.length) refuseBeforeContent(d, step.error)
+        done ||= step.done === true
+        failed ||= step.error !== undefined
+      }
+      if (done || failed) pending.push(lines)
+      else await writeFrames(d, [lines])
     }
-    if (done || failed) pending.push(lines)
-    else await writeFrames(d, [lines])
+  } catch (err) {
+    if (err instanceof UpstreamRefusal) throw err
+    await upstreamFailed(d, err)
   }
   if (done) usageOrEstimate(reader.usage, d.request, pieces, d.record)
   finish(d, pending, done || failed ? '' : ollamaStreamError(TRUNCATED))
