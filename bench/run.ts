@@ -1,10 +1,9 @@
 import autocannon from 'autocannon'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 
 // `npm run bench`: an emulated Ollama backend, ChatGate in front of it (JWT auth and rate
 // limiting on), and Nginx (proxy_buffering off, upstream keepalive) when installed, all measured
@@ -24,22 +23,23 @@ const pinned = (core: number, command: string, args: string[]): [string, string[
   HAVE_TASKSET ? ['taskset', ['-c', String(core), command, ...args]] : [command, args]
 const work = mkdtempSync(join(tmpdir(), 'chatgate-bench-'))
 
-function start (core: number, command: string, args: string[], ready: RegExp, logFile?: string): Promise<RegExpExecArray> {
-  const out = logFile === undefined ? 'pipe' : openSync(logFile, 'a')
-  const child = spawn(...pinned(core, command, args), { stdio: ['ignore', 'pipe', out] })
+/**
+ * Starts a process pinned to `core` with its output in `logFile` (as Nginx writes its access log
+ * to a file), and resolves with the first output line matching `ready`.
+ */
+async function start (core: number, command: string, args: string[], ready: RegExp, logFile: string): Promise<RegExpExecArray> {
+  const out = openSync(logFile, 'a')
+  const child = spawn(...pinned(core, command, args), { stdio: ['ignore', out, out] })
   children.push(child)
-  return new Promise((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`${command} exited with ${code} before it was ready (see ${logFile ?? 'stderr'})`)))
-    const lines = createInterface({ input: child.stdout! })
-    lines.on('line', (line) => {
-      const match = ready.exec(line)
-      if (match !== null) {
-        lines.removeAllListeners('line')
-        child.stdout!.resume() // keep draining the log
-        resolve(match)
-      }
-    })
-  })
+  let exited: number | null | undefined
+  child.once('exit', (code) => { exited = code })
+  for (let i = 0; i < 200; i++) {
+    const match = ready.exec(readFileSync(logFile, 'utf8'))
+    if (match !== null) return match
+    if (exited !== undefined) break
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+  throw new Error(`${command} did not start (see ${logFile})`)
 }
 
 function freePort (): Promise<number> {
@@ -150,7 +150,9 @@ async function measure (target: string, url: string, body: object, headers: Reco
 }
 
 async function main (): Promise<void> {
-  const [, backendPort] = await start(0, process.execPath, ['dist-bench/bench/backend.js'], /^listening (\d+)/)
+  // The runner itself sits with the load generator, off the proxy's core.
+  if (HAVE_TASKSET) spawnSync('taskset', ['-p', '-c', '0', String(process.pid)])
+  const [, backendPort] = await start(0, process.execPath, ['dist-bench/bench/backend.js'], /^listening (\d+)/m, join(work, 'backend.log'))
   const config = join(work, 'chatgate.yaml')
   writeFileSync(config, `server: { host: 127.0.0.1, port: 0 }
 auth: { jwt: { secret: "${SECRET}" } }
@@ -160,7 +162,7 @@ log: { level: info }
 backends:
   - { name: bench, type: ollama, url: "http://127.0.0.1:${backendPort}", maxConcurrent: 256 }
 `)
-  const [, gatewayUrl] = await start(1, process.execPath, ['dist/cli.js', 'serve', '--config', config], /Server listening at (http:\/\/[^"]+)/, join(work, 'gateway.err'))
+  const [, gatewayUrl] = await start(1, process.execPath, ['dist/cli.js', 'serve', '--config', config], /Server listening at (http:\/\/[^"]+)/, join(work, 'gateway.log'))
   const token = spawnSync(process.execPath, ['dist/cli.js', 'token', '--sub', 'bench', '--role', 'user', '--config', config]).stdout.toString().trim()
   const nginxPort = await startNginx(Number(backendPort))
   if (nginxPort === undefined) process.stdout.write('nginx is not installed: measuring direct and ChatGate only\n')
