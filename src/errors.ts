@@ -41,7 +41,7 @@ export function openaiErrorBody (status: number, message: string, code: string =
   return { error: { message, type: openaiType(status), param: null, code } }
 }
 
-export function ollamaErrorBody (message: string): object {
+function ollamaErrorBody (message: string): object {
   return { error: message }
 }
 

@@ -13,7 +13,7 @@ export interface ChatRecord {
 
 // Backends that report no usage still get counted: about four characters a token for the prompt,
 // one token a streamed piece for the answer.
-export function estimatePromptTokens (request: ChatRequest): number {
+function estimatePromptTokens (request: ChatRequest): number {
   const chars = request.messages.reduce((n, m) => n + m.content.length, 0)
   return Math.max(1, Math.ceil(chars / 4))
 }
