@@ -132,6 +132,9 @@ export class Pool {
    * or the wait timed out.
    */
   async acquire (model: string, signal: Cancellation, exclude: ReadonlySet<Backend> = new Set()): Promise<Lease> {
+    // The common case first: a known model with a free slot, decided without waiting on anything.
+    const free = this.pick(model, exclude)
+    if (free !== undefined) return this.lease(free, model)
     const servers = (await this.servers(model)).filter((b) => !exclude.has(b))
     if (servers.length === 0) throw new GatewayError(404, `model '${model}' not found`, 'model_not_found')
     const backend = this.pick(model, exclude)
