@@ -8,6 +8,7 @@ import type { Config } from './config/schema.js'
 import type { Gateway } from './context.js'
 import { GatewayError } from './errors.js'
 import { installErrorHandlers } from './http-errors.js'
+import { closeIdleSocketsOnClose } from './idle-sockets.js'
 import { logDestination, loggerOptions, requestLogLine } from './logging.js'
 import authRoutes from './routes/auth.js'
 import healthRoutes from './routes/health.js'
@@ -45,6 +46,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     relay: { pool, retries: config.routing.retries, keepAliveMs: config.routing.keepAliveMs },
   }
   app.decorate('gateway', gateway)
+  const closeIdleSockets = closeIdleSocketsOnClose(app.server)
+  app.addHook('preClose', async () => { closeIdleSockets() })
   app.addHook('onClose', async () => {
     await pool.close()
     ownStream?.flushSync()
