@@ -136,7 +136,7 @@ export class Pool {
     const free = this.pick(model, exclude)
     if (free !== undefined) return this.lease(free, model)
     const servers = (await this.servers(model)).filter((b) => !exclude.has(b))
-    if (servers.length === 0) throw new GatewayError(404, `model '${model}' not found`, 'model_not_found')
+    if (servers.length === 0) throw this.notFound(model)
     const backend = this.pick(model, exclude)
     if (backend !== undefined) return this.lease(backend, model)
     const now = Date.now()
@@ -161,6 +161,16 @@ export class Pool {
       signal.once('abort', onAbort)
       this.waiters.push(waiter)
     })
+  }
+
+  /** 404 when every backend answered and none has the model; 503 when one that might could not be asked. */
+  private notFound (model: string): GatewayError {
+    const now = Date.now()
+    const unreachable = this.backends.filter((b) => !b.isUp(now))
+    if (unreachable.length === 0) return new GatewayError(404, `model '${model}' not found`, 'model_not_found')
+    const retry = Math.max(1, Math.ceil((Math.min(...unreachable.map((b) => b.downUntil)) - now) / 1000))
+    const names = unreachable.map((b) => `${b.name} (${b.lastError ?? 'down'})`).join(', ')
+    return new GatewayError(503, `model '${model}' is not on any reachable backend; unreachable: ${names}`, 'backend_unavailable', retry)
   }
 
   private dequeue (waiter: Waiter): void {
