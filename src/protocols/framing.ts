@@ -5,18 +5,28 @@ const LF = 0x0a
 const CR = 0x0d
 
 abstract class Splitter {
-  protected tail: Buffer | undefined
+  private tail: Buffer | undefined
+
+  /** The new chunk behind what the last one left unfinished. */
+  protected joined (chunk: Buffer): Buffer {
+    return this.tail === undefined ? chunk : Buffer.concat([this.tail, chunk])
+  }
+
+  /** Keeps `buf` from `start` on for the next chunk. */
+  protected keepFrom (buf: Buffer, start: number): void {
+    this.tail = start < buf.length ? buf.subarray(start) : undefined
+  }
 
   /** Whole frames completed by this chunk, each with its terminator. */
   push (chunk: Buffer): Buffer[] {
-    const buf = this.tail === undefined ? chunk : Buffer.concat([this.tail, chunk])
+    const buf = this.joined(chunk)
     const frames: Buffer[] = []
     let start = 0
     for (let end = this.nextEnd(buf, start); end !== -1; end = this.nextEnd(buf, start)) {
       frames.push(buf.subarray(start, end))
       start = end
     }
-    this.tail = start < buf.length ? buf.subarray(start) : undefined
+    this.keepFrom(buf, start)
     return frames
   }
 
@@ -39,9 +49,9 @@ export class LineSplitter extends Splitter {
 
   /** Every whole line completed by this chunk as one buffer, without cutting it into lines. */
   whole (chunk: Buffer): Buffer | undefined {
-    const buf = this.tail === undefined ? chunk : Buffer.concat([this.tail, chunk])
+    const buf = this.joined(chunk)
     const end = buf.lastIndexOf(LF)
-    this.tail = end + 1 < buf.length ? buf.subarray(end + 1) : undefined
+    this.keepFrom(buf, end + 1)
     return end === -1 ? undefined : buf.subarray(0, end + 1)
   }
 }
