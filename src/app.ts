@@ -25,8 +25,8 @@ export interface AppOptions {
 
 /** Builds the whole gateway from a validated config. Tests build exactly this. */
 export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
-  const ownStream = options.logStream === undefined ? logDestination() : undefined
-  const logStream = options.logStream ?? ownStream!
+  const ownLog = options.logStream === undefined ? logDestination() : undefined
+  const logStream = options.logStream ?? ownLog!.stream
   const app = Fastify({
     logger: { ...loggerOptions(config), stream: logStream },
     // One line per request comes from logging.ts instead of Fastify's two.
@@ -50,7 +50,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   app.addHook('preClose', async () => { closeIdleSockets() })
   app.addHook('onClose', async () => {
     await pool.close()
-    ownStream?.flushSync()
+    ownLog?.close()
   })
 
   // Ollama's own examples use `curl -d '{…}'` (form content type) and Go ignores the type:

@@ -12,10 +12,23 @@ declare module 'fastify' {
 const LOG_BUFFER_BYTES = 8192
 const LOG_FLUSH_MS = 250
 
-export function logDestination (): DestinationStream & { flushSync: () => void } {
-  const destination = pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES })
-  setInterval(() => { destination.flush() }, LOG_FLUSH_MS).unref()
-  return destination
+export interface LogDestination {
+  stream: DestinationStream
+  /** Writes out what is buffered and stops the periodic flush. */
+  close: () => void
+}
+
+export function logDestination (): LogDestination {
+  const stream = pino.destination({ dest: 1, sync: false, minLength: LOG_BUFFER_BYTES })
+  const timer = setInterval(() => { stream.flush() }, LOG_FLUSH_MS)
+  timer.unref()
+  return {
+    stream,
+    close: () => {
+      clearInterval(timer)
+      stream.flushSync()
+    },
+  }
 }
 
 /**
