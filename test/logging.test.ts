@@ -1,5 +1,9 @@
 import t from 'tap'
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { logDestination } from '../src/logging.js'
 import { OllamaEmulator } from './emulators/ollama.js'
 import { startGateway } from './helpers/gateway.js'
 
@@ -39,4 +43,28 @@ t.test('one line per request with user, model, backend, status, ttft, tokens, du
   for (const secret of [token, secretText, 'cookie-secret', 'backend-secret-key', 'forged.token.value']) {
     t.notOk(all.includes(secret), `never logged: ${secret.slice(0, 12)}…`)
   }
+})
+
+t.test('the log destination batches lines, keeps their order and loses none', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'chatgate-log-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const file = join(dir, 'out.log')
+  const fd = openSync(file, 'a')
+  t.teardown(() => closeSync(fd))
+  const dest = logDestination(fd)
+  const lines = Array.from({ length: 300 }, (_, i) => `{"n":${i},"text":"ünïcode ${'x'.repeat(i)}"}\n`)
+  const huge = `{"huge":"${'y'.repeat(40_000)}"}\n`
+  for (const line of lines.slice(0, 250)) dest.stream.write(line)
+  t.ok(readFileSync(file, 'utf8').length > 0, 'a full buffer is written out at once')
+  dest.stream.write(huge)
+  for (const line of lines.slice(250)) dest.stream.write(line)
+
+  dest.stream.write('{"last":true}\n')
+  // The periodic flush writes out a partial buffer without anyone closing the destination.
+  for (let i = 0; i < 100 && !readFileSync(file, 'utf8').endsWith('{"last":true}\n'); i++) await new Promise((resolve) => setTimeout(resolve, 50))
+  t.ok(readFileSync(file, 'utf8').endsWith('{"last":true}\n'), 'a partial buffer goes out on the timer')
+
+  dest.stream.write('{"closing":true}\n')
+  dest.close()
+  t.equal(readFileSync(file, 'utf8'), [...lines.slice(0, 250), huge, ...lines.slice(250), '{"last":true}\n', '{"closing":true}\n'].join(''))
 })

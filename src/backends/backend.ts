@@ -1,5 +1,7 @@
 import { Pool, type Dispatcher } from 'undici'
 import type { BackendConfig } from '../config/schema.js'
+import { exchange, type UpstreamResponse } from './exchange.js'
+import type { Cancellation } from './pool.js'
 
 export type WireProtocol = 'ollama' | 'openai'
 
@@ -43,7 +45,11 @@ export class Backend {
       bodyTimeout: config.idleTimeoutMs,
       keepAliveTimeout: 30_000,
     })
+    this.postHeaders = this.headers()
   }
+
+  /** Headers of every chat and embedding request, built once. */
+  private readonly postHeaders: Record<string, string>
 
   path (p: string): string {
     return this.basePath + p
@@ -88,6 +94,11 @@ export class Backend {
 
   request (options: Omit<Dispatcher.RequestOptions, 'origin'>): Promise<Dispatcher.ResponseData> {
     return this.dispatcher.request({ ...options, path: this.path(options.path) })
+  }
+
+  /** A POST on the chat path: the answer's body is read chunk by chunk as it arrives. */
+  post (path: string, body: string, signal: Cancellation): Promise<UpstreamResponse> {
+    return exchange(this.dispatcher, { method: 'POST', path: this.path(path), headers: this.postHeaders, body }, signal)
   }
 
   close (): Promise<void> {

@@ -44,7 +44,7 @@ async function attempt (job: ChatJob, lease: Lease, client: ClientStream, reply:
   const { path, body } = upstreamCall(job, backend, lease.entry.upstream)
   let res
   try {
-    res = await backend.request({ method: 'POST', path, headers: backend.headers(), body: JSON.stringify(body), signal: client.signal })
+    res = await backend.post(path, JSON.stringify(body), client.signal)
   } catch (err) {
     if (client.gone) return
     throw connectionFailure(backend, err)

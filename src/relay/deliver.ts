@@ -1,6 +1,6 @@
-import type { Dispatcher } from 'undici'
 import type { FastifyReply } from 'fastify'
 import type { Backend } from '../backends/backend.js'
+import type { UpstreamResponse } from '../backends/exchange.js'
 import { GatewayError, type Surface } from '../errors.js'
 import { LineSplitter, SseSplitter, countLines, lastLine, parseJson, sseData } from '../protocols/framing.js'
 import type { ChatRequest, StreamStep } from '../protocols/internal.js'
@@ -18,7 +18,7 @@ export interface Delivery {
   kind: OllamaKind
   request: ChatRequest
   backend: Backend
-  res: Dispatcher.ResponseData
+  res: UpstreamResponse
   client: ClientStream
   reply: FastifyReply
   record: ChatRecord
@@ -43,7 +43,7 @@ async function upstreamFailed (d: Delivery, err: unknown): Promise<never> {
 
 async function * frames (d: Delivery, splitter: LineSplitter | SseSplitter): AsyncGenerator<Buffer[]> {
   try {
-    for await (const chunk of d.res.body) yield splitter.push(chunk as Buffer)
+    for await (const chunk of d.res.body) yield splitter.push(chunk)
   } catch (err) {
     await upstreamFailed(d, err)
   }
@@ -92,7 +92,7 @@ async function passNdjson (d: Delivery): Promise<void> {
   try {
     for await (const chunk of d.res.body) {
       // Whole lines go on as they came, in one write; the tail waits for its newline.
-      const lines = splitter.whole(chunk as Buffer)
+      const lines = splitter.whole(chunk)
       if (lines === undefined) continue
       pieces += countLines(lines)
       // The done line and an error line both end the stream, so only the last line can be one.

@@ -60,7 +60,7 @@ export async function relayEmbed (pool: Pool, retries: number, job: EmbedJob, si
     const { path, body } = upstreamCall(job, backend, lease.entry.upstream)
     let text: string
     try {
-      const res = await backend.request({ method: 'POST', path, headers: backend.headers(), body: JSON.stringify(body), signal })
+      const res = await backend.post(path, JSON.stringify(body), signal)
       if (res.statusCode >= 400) throw await refusal(backend, res)
       text = await res.body.text()
     } catch (err) {

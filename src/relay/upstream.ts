@@ -1,4 +1,4 @@
-import type { Dispatcher } from 'undici'
+import type { IncomingHttpHeaders } from 'node:http'
 import { GatewayError } from '../errors.js'
 import type { Backend } from '../backends/backend.js'
 import { upstreamErrorText } from '../protocols/openai/response.js'
@@ -17,7 +17,7 @@ export function upstreamMessage (text: string): string {
   return message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message || 'no error message'
 }
 
-function retryAfterSeconds (headers: Dispatcher.ResponseData['headers']): number | undefined {
+function retryAfterSeconds (headers: IncomingHttpHeaders): number | undefined {
   const value = Number(headers['retry-after'])
   return Number.isFinite(value) && value >= 0 ? Math.ceil(value) : undefined
 }
@@ -30,7 +30,10 @@ export class UpstreamRefusal extends Error {
 }
 
 /** Turns a backend's error response into what the client should see; drains the body. */
-export async function refusal (backend: Backend, res: Dispatcher.ResponseData): Promise<UpstreamRefusal> {
+/** What `refusal` reads of a response: undici's own or the chat path's. */
+interface ErrorResponse { statusCode: number, headers: IncomingHttpHeaders, body: { text: () => Promise<string> } }
+
+export async function refusal (backend: Backend, res: ErrorResponse): Promise<UpstreamRefusal> {
   const message = upstreamMessage(await res.body.text())
   const status = res.statusCode
   if (status === 503 || status === 429) {
