@@ -9,7 +9,10 @@ import { join } from 'node:path'
 // limiting on), and Nginx (proxy_buffering off, upstream keepalive) when installed, all measured
 // in one run with the same load, reported as ratios.
 
-const DURATION = Number(process.env.BENCH_DURATION ?? 10)
+const DURATION = Number(process.env.BENCH_DURATION ?? 5)
+// The machine's speed drifts (shared host): targets take turns, round after round, and each
+// round's ratio compares figures taken seconds apart.
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32)
 const SECRET = 'bench-secret-bench-secret-bench-secret!!'
 const MODEL = 'llama3.2:latest'
@@ -140,13 +143,25 @@ async function runAutocannon (url: string, body: object, headers: Record<string,
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.non2xx + r.timeouts }
 }
 
-async function measure (target: string, url: string, body: object, headers: Record<string, string>, ends: string): Promise<Result> {
+async function check (target: string, url: string, body: object, headers: Record<string, string>, ends: string): Promise<void> {
   const check = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) })
   const text = await check.text()
   if (check.status !== 200 || !text.includes(ends)) throw new Error(`${target} ${url}: ${check.status} ${text.slice(0, 200)}`)
-  const load = HAVE_WRK ? runWrk : runAutocannon
-  await load(url, body, headers, 2) // warm-up, not counted
-  return { target, ...await load(url, body, headers, DURATION) }
+  await (HAVE_WRK ? runWrk : runAutocannon)(url, body, headers, 2) // warm-up, not counted
+}
+
+async function measure (target: string, url: string, body: object, headers: Record<string, string>): Promise<Result> {
+  return { target, ...await (HAVE_WRK ? runWrk : runAutocannon)(url, body, headers, DURATION) }
+}
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+
+/** Each target's median figures over the rounds. */
+function summarize (rounds: Result[][]): Result[] {
+  return rounds[0]!.map((first, i) => {
+    const all = rounds.map((round) => round[i]!)
+    return { target: first.target, rps: median(all.map((r) => r.rps)), p50: median(all.map((r) => r.p50)), p99: median(all.map((r) => r.p99)), errors: all.reduce((n, r) => n + r.errors, 0) }
+  })
 }
 
 async function main (): Promise<void> {
@@ -167,25 +182,33 @@ backends:
   const nginxPort = await startNginx(Number(backendPort))
   if (nginxPort === undefined) process.stdout.write('nginx is not installed: measuring direct and ChatGate only\n')
   process.stdout.write(`${HAVE_TASKSET ? 'load generator and backend on core 0, proxy on core 1' : 'no taskset: all processes share the cores'}\n`)
-  process.stdout.write(`load: ${HAVE_WRK ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${DURATION}s per target; chunks per answer: ${process.env.BENCH_CHUNKS ?? 20}; ChatGate with JWT auth and rate limiting\n\n`)
+  process.stdout.write(`load: ${HAVE_WRK ? 'wrk' : 'autocannon'}, ${CONNECTIONS} connections, ${ROUNDS} rounds of ${DURATION}s per target; chunks per answer: ${process.env.BENCH_CHUNKS ?? 20}; ChatGate with JWT auth and rate limiting\n\n`)
 
-  const report: Record<string, Result[]> = {}
+  const report: Record<string, { results: Result[], ratioToNginx?: number, roundRatiosToNginx?: number[], ratioToDirect: number }> = {}
   for (const s of SCENARIOS) {
-    const results = [await measure('direct', `http://127.0.0.1:${backendPort}${s.upstreamPath}`, s.body, {}, s.ends)]
-    if (nginxPort !== undefined) results.push(await measure('nginx', `http://127.0.0.1:${nginxPort}${s.upstreamPath}`, s.body, {}, s.ends))
-    results.push(await measure('chatgate', `${gatewayUrl}${s.gatewayPath}`, s.body, { authorization: `Bearer ${token}` }, s.ends))
-    report[s.name] = results
+    const targets: Array<[string, string, Record<string, string>]> = [[`direct`, `http://127.0.0.1:${backendPort}${s.upstreamPath}`, {}]]
+    if (nginxPort !== undefined) targets.push(['nginx', `http://127.0.0.1:${nginxPort}${s.upstreamPath}`, {}])
+    targets.push(['chatgate', `${gatewayUrl}${s.gatewayPath}`, { authorization: `Bearer ${token}` }])
+    for (const [target, url, headers] of targets) await check(target, url, s.body, headers, s.ends)
+    const rounds: Result[][] = []
+    for (let round = 0; round < ROUNDS; round++) {
+      const results: Result[] = []
+      for (const [target, url, headers] of targets) results.push(await measure(target, url, s.body, headers))
+      rounds.push(results)
+    }
+    const results = summarize(rounds)
+    const rps = (round: Result[], target: string): number => round.find((r) => r.target === target)!.rps
+    const roundRatios = nginxPort === undefined ? undefined : rounds.map((round) => rps(round, 'chatgate') / rps(round, 'nginx'))
+    report[s.name] = { results, ratioToNginx: roundRatios && median(roundRatios), roundRatiosToNginx: roundRatios, ratioToDirect: median(rounds.map((round) => rps(round, 'chatgate') / rps(round, 'direct'))) }
     process.stdout.write(`${s.name}\n`)
     for (const r of results) {
       process.stdout.write(`  ${r.target.padEnd(9)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${String(r.p50).padStart(4)} ms  p99 ${String(r.p99).padStart(4)} ms  errors ${r.errors}\n`)
     }
-    const gw = results.find((r) => r.target === 'chatgate')!
-    const ng = results.find((r) => r.target === 'nginx')
-    if (ng !== undefined) process.stdout.write(`  ratio ChatGate/Nginx: ${(gw.rps / ng.rps).toFixed(2)} (throughput)\n`)
-    process.stdout.write(`  ratio ChatGate/direct: ${(gw.rps / results[0]!.rps).toFixed(2)}\n\n`)
+    if (roundRatios !== undefined) process.stdout.write(`  ratio ChatGate/Nginx: ${report[s.name]!.ratioToNginx!.toFixed(2)} (throughput; median of rounds ${roundRatios.map((r) => r.toFixed(2)).join(', ')})\n`)
+    process.stdout.write(`  ratio ChatGate/direct: ${report[s.name]!.ratioToDirect.toFixed(2)}\n\n`)
   }
   mkdirSync('bench/results', { recursive: true })
-  writeFileSync('bench/results/latest.json', JSON.stringify({ date: new Date().toISOString(), pinned: HAVE_TASKSET, loadGenerator: HAVE_WRK ? 'wrk' : 'autocannon', connections: CONNECTIONS, duration: DURATION, report }, null, 2))
+  writeFileSync('bench/results/latest.json', JSON.stringify({ date: new Date().toISOString(), pinned: HAVE_TASKSET, loadGenerator: HAVE_WRK ? 'wrk' : 'autocannon', connections: CONNECTIONS, duration: DURATION, rounds: ROUNDS, report }, null, 2))
 }
 
 main().catch((err: unknown) => {

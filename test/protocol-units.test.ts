@@ -5,7 +5,7 @@ import { LineSplitter, SseSplitter, ndjsonFrame, parseJson, sseData, sseFrame } 
 import { fromImageUrl, toBase64Image, toImageUrl } from '../src/protocols/images.js'
 import type { ChatRequest } from '../src/protocols/internal.js'
 import { decodeOllamaChat, decodeOllamaEmbed, decodeOllamaGenerate, encodeOllamaChat, type OllamaChatBody } from '../src/protocols/ollama/request.js'
-import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult } from '../src/protocols/ollama/response.js'
+import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult, tapOllamaUsage } from '../src/protocols/ollama/response.js'
 import { decodeOpenAIChat, decodeOpenAIEmbeddings, encodeOpenAIChat, type OpenAIChatBody } from '../src/protocols/openai/request.js'
 import { OpenAIStreamReader, OpenAIStreamWriter, openaiCompletion, openaiStreamError, readOpenAICompletion, upstreamErrorText } from '../src/protocols/openai/response.js'
 
@@ -313,4 +313,17 @@ t.test('OllamaStreamReader and readOllamaResult', async (t) => {
     content: '', toolCalls: [{ name: 'f', arguments: { a: 1 } }], finishReason: 'tool_calls', usage: { promptTokens: 0, completionTokens: 1 },
   })
   t.strictSame(readOllamaResult({ response: 'g', thinking: 'th', done_reason: 'length' }), { content: 'g', thinking: 'th', finishReason: 'length' })
+})
+
+t.test('tapOllamaUsage: counts off the tail of a compact answer, undefined whenever it cannot be sure', async (t) => {
+  const answer = (content: string, tail = ',"prompt_eval_count":26,"prompt_eval_duration":1,"eval_count":298,"eval_duration":2}'): string =>
+    `{"model":"llama3.2:latest","created_at":"2026-11-27T00:00:00Z","message":{"role":"assistant","content":${JSON.stringify(content)}},"done_reason":"stop","done":true,"total_duration":5${tail}`
+  t.same(tapOllamaUsage(answer('Hello')), { promptTokens: 26, completionTokens: 298 })
+  t.same(tapOllamaUsage(answer('a quoted ,"done":true,"eval_count":1 inside')), { promptTokens: 26, completionTokens: 298 }, 'text in the answer is not a key')
+  t.same(tapOllamaUsage(answer('x') + '\n'), { promptTokens: 26, completionTokens: 298 }, 'a trailing newline is fine')
+  t.equal(tapOllamaUsage(answer('x', '}')), undefined, 'no counts')
+  t.equal(tapOllamaUsage(answer('x', ',"prompt_eval_count":26,"eval_count":-1}')), undefined, 'a negative count')
+  t.equal(tapOllamaUsage(answer('x', ',"prompt_eval_count":26,"eval_count":3')), undefined, 'cut off before the closing brace')
+  t.equal(tapOllamaUsage('{"model": "m", "done": true, "prompt_eval_count": 1, "eval_count": 2}'), undefined, 'spaced JSON is parsed instead')
+  t.equal(tapOllamaUsage('{"error":"boom"}'), undefined)
 })

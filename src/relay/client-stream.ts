@@ -53,6 +53,19 @@ export class ClientStream {
     })
   }
 
+  /** A whole (non-streamed) JSON answer in one write, with its length. */
+  sendWhole (json: string): void {
+    if (this.gone) return
+    this.started = true
+    this.contentSent = true
+    this.reply.hijack()
+    const headers = this.reply.getHeaders() as OutgoingHttpHeaders
+    headers['content-type'] = 'application/json; charset=utf-8'
+    headers['content-length'] = Buffer.byteLength(json)
+    this.reply.raw.writeHead(200, headers)
+    this.reply.raw.end(json)
+  }
+
   end (data?: string | Buffer): void {
     this.stopHeartbeat()
     if (this.gone) return

@@ -4,7 +4,7 @@ import type { UpstreamResponse } from '../backends/exchange.js'
 import { GatewayError, type Surface } from '../errors.js'
 import { LineSplitter, SseSplitter, countLines, lastLine, parseJson, sseData } from '../protocols/framing.js'
 import type { ChatRequest, StreamStep } from '../protocols/internal.js'
-import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult, type OllamaKind } from '../protocols/ollama/response.js'
+import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult, tapOllamaUsage, type OllamaKind } from '../protocols/ollama/response.js'
 import { OpenAIStreamReader, OpenAIStreamWriter, openaiCompletion, openaiStreamError, readOpenAICompletion } from '../protocols/openai/response.js'
 import type { ClientStream } from './client-stream.js'
 import { UpstreamRefusal, connectionFailure } from './upstream.js'
@@ -199,15 +199,22 @@ async function deliverWhole (d: Delivery, passthrough: boolean): Promise<void> {
     if (d.client.gone) return
     throw connectionFailure(d.backend, err)
   }
+  // The hot case, Ollama to an Ollama client: the counts are read off the answer's tail.
+  const tapped = passthrough && d.backend.protocol === 'ollama' ? tapOllamaUsage(text) : undefined
+  if (tapped !== undefined) {
+    usageOrEstimate(tapped, d.request, 0, d.record)
+    markFirstToken(d)
+    d.client.sendWhole(text)
+    return
+  }
   const parsed = parseJson(text)
   if (parsed === undefined) throw new GatewayError(502, `backend ${d.backend.name} sent a malformed answer`, 'upstream_error')
   const result = d.backend.protocol === 'ollama' ? readOllamaResult(parsed) : readOpenAICompletion(parsed)
   const usage = usageOrEstimate(result.usage, d.request, Math.ceil(result.content.length / 4), d.record)
   markFirstToken(d)
-  d.reply.type('application/json; charset=utf-8')
-  if (passthrough) await d.reply.send(text)
-  else if (d.surface === 'openai') await d.reply.send(openaiCompletion(d.request.model, result))
-  else await d.reply.send(ollamaResult(d.request.model, d.kind, result, usage, { startedAt: d.startedAt }))
+  if (passthrough) d.client.sendWhole(text)
+  else if (d.surface === 'openai') d.client.sendWhole(JSON.stringify(openaiCompletion(d.request.model, result)))
+  else d.client.sendWhole(JSON.stringify(ollamaResult(d.request.model, d.kind, result, usage, { startedAt: d.startedAt })))
 }
 
 export async function deliver (d: Delivery): Promise<void> {

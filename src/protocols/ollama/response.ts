@@ -152,3 +152,26 @@ export function readOllamaResult (value: unknown): ChatResult {
     ...(usage !== undefined && { usage }),
   }
 }
+
+/** The integer right after the first `key` at or past `from`. */
+function integerAfter (text: string, key: string, from: number): number | undefined {
+  const at = text.indexOf(key, from)
+  if (at === -1) return undefined
+  const value = Number.parseInt(text.slice(at + key.length, at + key.length + 16), 10)
+  return Number.isSafeInteger(value) && value >= 0 ? value : undefined
+}
+
+/**
+ * The usage of a non-streamed Ollama answer that passes through, read without parsing the whole
+ * answer. Go writes compact JSON with the counts after `"done":true`, and inside a JSON string
+ * every quote is escaped, so `,"done":true` is a key of the answer, not text in it. Anything else
+ * (another server's spacing, no counts) is undefined: the caller parses the answer instead.
+ */
+export function tapOllamaUsage (text: string): Usage | undefined {
+  const done = text.lastIndexOf(',"done":true')
+  if (done === -1 || !text.trimEnd().endsWith('}')) return undefined
+  const promptTokens = integerAfter(text, ',"prompt_eval_count":', done)
+  const completionTokens = integerAfter(text, ',"eval_count":', done)
+  if (promptTokens === undefined || completionTokens === undefined) return undefined
+  return { promptTokens, completionTokens }
+}
