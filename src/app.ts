@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBodyParser, type FastifyInstance } from 'fastify'
 import type { DestinationStream } from 'pino'
 import rateLimit from '@fastify/rate-limit'
 import { ModelAccess } from './auth/access.js'
@@ -15,6 +15,12 @@ import healthRoutes from './routes/health.js'
 import ollamaModelRoutes from './routes/ollama-models.js'
 import ollamaRoutes from './routes/ollama.js'
 import openaiRoutes from './routes/openai.js'
+
+declare module 'fastify' {
+  interface FastifyRequest { bodyText: string | undefined }
+}
+
+type ContentTypeParser = FastifyBodyParser<string>
 
 export interface AppOptions {
   /** Skip periodic discovery (tests drive `gateway.pool.refresh()` themselves). */
@@ -54,9 +60,16 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   })
 
   // Ollama's own examples use `curl -d '{…}'` (form content type) and Go ignores the type:
-  // every body on the API is JSON, whatever the client called it.
-  app.removeContentTypeParser('text/plain')
-  app.addContentTypeParser('*', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'))
+  // every body on the API is JSON, whatever the client called it. The text is kept, so a chat
+  // that needs no change goes upstream as the client wrote it.
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.decorateRequest('bodyText', undefined)
+  const keepText: ContentTypeParser = (request, text, done) => {
+    request.bodyText = text as string
+    parseJson(request, text, done)
+  }
+  app.removeContentTypeParser(['text/plain', 'application/json'])
+  app.addContentTypeParser(['application/json', '*'], { parseAs: 'string' }, keepText)
 
   requestLogLine(app)
   installErrorHandlers(app)

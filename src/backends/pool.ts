@@ -89,16 +89,28 @@ export class Pool {
     return found
   }
 
+  /**
+   * The backend to send `model` to now: among those serving it with a free slot, the ones that
+   * already have it loaded, then the least busy; ties take turns. One pass: this runs per request.
+   */
   private pick (model: string, exclude: ReadonlySet<Backend>): Backend | undefined {
     const now = Date.now()
-    const free = this.backends.filter((b) => !exclude.has(b) && b.isUp(now) && b.hasFreeSlot && b.lookup(model) !== undefined)
-    if (free.length === 0) return undefined
-    const loaded = free.filter((b) => b.loaded.has(b.lookup(model)!.upstream))
-    const choices = loaded.length > 0 ? loaded : free
-    const load = (b: Backend): number => b.inFlight / b.maxConcurrent
-    const least = Math.min(...choices.map(load))
-    const tied = choices.filter((b) => load(b) === least)
-    return tied[this.rotation++ % tied.length]
+    let tied: Backend[] = []
+    let bestLoaded = false
+    let bestLoad = Infinity
+    for (const b of this.backends) {
+      if (exclude.has(b) || !b.isUp(now) || !b.hasFreeSlot) continue
+      const entry = b.lookup(model)
+      if (entry === undefined) continue
+      const loaded = b.loaded.has(entry.upstream)
+      const load = b.inFlight / b.maxConcurrent
+      if ((loaded && !bestLoaded) || (loaded === bestLoaded && load < bestLoad)) {
+        tied = [b]
+        bestLoaded = loaded
+        bestLoad = load
+      } else if (loaded === bestLoaded && load === bestLoad) tied.push(b)
+    }
+    return tied.length === 0 ? undefined : tied[this.rotation++ % tied.length]
   }
 
   private lease (backend: Backend, model: string): Lease {
@@ -126,15 +138,20 @@ export class Pool {
     }
   }
 
+  /** The common case, decided without waiting on anything: a known model with a free slot. */
+  tryAcquire (model: string, exclude: ReadonlySet<Backend>): Lease | undefined {
+    const backend = this.pick(model, exclude)
+    return backend === undefined ? undefined : this.lease(backend, model)
+  }
+
   /**
    * A slot on a backend serving `model`. Waits in the model's queue when every slot is busy.
    * Throws 404 when no backend serves the model, 503 when none is healthy or the queue is full
    * or the wait timed out.
    */
   async acquire (model: string, signal: Cancellation, exclude: ReadonlySet<Backend> = new Set()): Promise<Lease> {
-    // The common case first: a known model with a free slot, decided without waiting on anything.
-    const free = this.pick(model, exclude)
-    if (free !== undefined) return this.lease(free, model)
+    const free = this.tryAcquire(model, exclude)
+    if (free !== undefined) return free
     const servers = (await this.servers(model)).filter((b) => !exclude.has(b))
     if (servers.length === 0) throw this.notFound(model)
     const backend = this.pick(model, exclude)

@@ -19,23 +19,28 @@ export interface ChatJob {
   request: ChatRequest
   /** The client's own body, sent on as it is (model renamed) when the backend speaks the same protocol. */
   body: Record<string, unknown>
+  /** The client's JSON text of `body`. */
+  text?: string | undefined
   /** The model after alias resolution. */
   model: string
 }
 
 export interface RelayOptions { pool: Pool, retries: number, keepAliveMs: number }
 
-function upstreamCall (job: ChatJob, backend: Backend, upstreamModel: string): { path: string, body: Record<string, unknown> } {
+function upstreamCall (job: ChatJob, backend: Backend, upstreamModel: string): { path: string, body: string } {
   const same = job.surface === backend.protocol
+  // Nothing to change: the client's own text goes on (no re-encoding of long conversations).
+  const asSent = (): string => job.text !== undefined && upstreamModel === job.body.model ? job.text : JSON.stringify({ ...job.body, model: upstreamModel })
   if (backend.protocol === 'ollama') {
     const path = job.kind === 'generate' && same ? '/api/generate' : '/api/chat'
-    return { path, body: same ? { ...job.body, model: upstreamModel } : encodeOllamaChat(job.request, upstreamModel) }
+    return { path, body: same ? asSent() : JSON.stringify(encodeOllamaChat(job.request, upstreamModel)) }
   }
-  if (!same) return { path: '/v1/chat/completions', body: encodeOpenAIChat(job.request, upstreamModel, backend.config.type === 'xinference' ? 'xinference' : 'openai') }
-  const body: Record<string, unknown> = { ...job.body, model: upstreamModel }
+  const path = '/v1/chat/completions'
+  if (!same) return { path, body: JSON.stringify(encodeOpenAIChat(job.request, upstreamModel, backend.config.type === 'xinference' ? 'xinference' : 'openai')) }
+  if (!job.request.stream) return { path, body: asSent() }
   // Ask for usage even when the client did not; the extra chunk is filtered out again.
-  if (job.request.stream) body.stream_options = { ...(job.body.stream_options as object | undefined), include_usage: true }
-  return { path: '/v1/chat/completions', body }
+  const streamOptions = { ...(job.body.stream_options as object | undefined), include_usage: true }
+  return { path, body: JSON.stringify({ ...job.body, model: upstreamModel, stream_options: streamOptions }) }
 }
 
 /** Sends the chat to one leased backend and streams its answer to the client. */
@@ -44,7 +49,7 @@ async function attempt (job: ChatJob, lease: Lease, client: ClientStream, reply:
   const { path, body } = upstreamCall(job, backend, lease.entry.upstream)
   let res
   try {
-    res = await backend.post(path, JSON.stringify(body), client.signal)
+    res = await backend.post(path, body, client.signal)
   } catch (err) {
     if (client.gone) return
     throw connectionFailure(backend, err)

@@ -24,7 +24,7 @@ export async function onSomeBackend<T> (opts: RetryOptions, work: (lease: Lease)
   for (let n = 0; n <= opts.retries; n++) {
     let lease: Lease
     try {
-      lease = await opts.pool.acquire(opts.model, opts.signal, tried)
+      lease = opts.pool.tryAcquire(opts.model, tried) ?? await opts.pool.acquire(opts.model, opts.signal, tried)
     } catch (err) {
       throw last ?? err
     }

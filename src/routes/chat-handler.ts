@@ -14,7 +14,7 @@ export function chatHandler<Body extends Record<string, unknown>> (gateway: Gate
     const chat = decode(body)
     const model = resolveModel(gateway.pool, gateway.access, request.principal, chat.model)
     request.chat = { model, attempts: 0 }
-    await relayChat(gateway.relay, { surface, kind, request: chat, body, model }, reply, request.chat)
+    await relayChat(gateway.relay, { surface, kind, request: chat, body, text: request.bodyText, model }, reply, request.chat)
     return reply
   }
 }
