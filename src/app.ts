@@ -1,5 +1,5 @@
 import Fastify, { LogController, type FastifyBodyParser, type FastifyInstance } from 'fastify'
-import type { DestinationStream } from 'pino'
+import pino, { type DestinationStream } from 'pino'
 import rateLimit from '@fastify/rate-limit'
 import { ModelAccess } from './auth/access.js'
 import jwtAuth from './auth/jwt.js'
@@ -10,6 +10,8 @@ import { GatewayError } from './errors.js'
 import { installErrorHandlers } from './http-errors.js'
 import { closeIdleSocketsOnClose } from './idle-sockets.js'
 import { logDestination, loggerOptions, requestLogLine } from './logging.js'
+import { Certificates } from './tls/certificates.js'
+import { httpsOptions, setupTls } from './tls/setup.js'
 import authRoutes from './routes/auth.js'
 import healthRoutes from './routes/health.js'
 import ollamaModelRoutes from './routes/ollama-models.js'
@@ -33,7 +35,10 @@ export interface AppOptions {
 export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const ownLog = options.logStream === undefined ? logDestination() : undefined
   const logStream = options.logStream ?? ownLog!.stream
+  // With TLS on, the certificates are known before the server exists: it asks them per connection.
+  const certificates = config.tls.mode === 'off' ? undefined : new Certificates(config, pino({ enabled: false }))
   const app = Fastify({
+    ...(certificates !== undefined && httpsOptions(certificates)),
     logger: { ...loggerOptions(config), stream: logStream },
     // One line per request comes from logging.ts instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
@@ -92,6 +97,16 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(ollamaRoutes)
   await app.register(ollamaModelRoutes)
 
+  if (certificates === undefined) app.decorate('tls', undefined)
+  else {
+    try {
+      await setupTls(app, config, certificates)
+    } catch (err) {
+      // Nothing to serve with: release the listener and timers already set up.
+      await app.close()
+      throw err
+    }
+  }
   if (options.discovery !== false) pool.start()
   return app
 }

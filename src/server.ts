@@ -20,6 +20,8 @@ export async function serve (configPath: string): Promise<FastifyInstance> {
       process.exit(1)
     })
   }
+  // SIGHUP re-reads certificate files (tls.mode: manual).
+  process.on('SIGHUP', () => { app.tls?.certificates.reload() })
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   return app

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import { parseDocument } from 'yaml'
 import { Value } from '@sinclair/typebox/value'
 import { SetErrorFunction, DefaultErrorFunction, ValueErrorType } from '@sinclair/typebox/errors'
+import { nameProblem } from '../tls/names.js'
 import { ConfigSchema, type Config } from './schema.js'
 
 /** A config file that cannot be used; `problems` names each one by its path. */
@@ -78,6 +79,30 @@ function crossCheck (config: Config): string[] {
     if (jwt.publicKeyFile === undefined) problems.push(`auth.jwt.publicKeyFile: is required for ${jwt.algorithm}`)
     if (jwt.secret !== undefined) problems.push(`auth.jwt.secret: only HS256 uses a secret; ${jwt.algorithm} uses key files`)
   }
+  problems.push(...tlsProblems(config))
+  return problems
+}
+
+function tlsProblems (config: Config): string[] {
+  const tls = config.tls
+  const problems: string[] = []
+  const checkNames = (names: string[], where: string): void => {
+    names.forEach((n, i) => {
+      const problem = nameProblem(n, tls.mode === 'acme')
+      if (problem !== undefined) problems.push(`${where}[${i}]: "${n}" ${problem}`)
+      if (tls.mode === 'acme' && n.startsWith('*.') && tls.acme.challenge !== 'dns-01') problems.push(`${where}[${i}]: wildcard "${n}" needs tls.acme.challenge: dns-01`)
+    })
+  }
+  checkNames(tls.names, 'tls.names')
+  tls.certificates.forEach((c, i) => {
+    const isFiles = 'certFile' in c
+    if (tls.mode === 'manual' && !isFiles) problems.push(`tls.certificates[${i}]: manual mode needs certFile and keyFile`)
+    if (tls.mode !== 'manual' && isFiles) problems.push(`tls.certificates[${i}]: certFile/keyFile are for tls.mode: manual`)
+    if (!isFiles) checkNames(c.names, `tls.certificates[${i}].names`)
+  })
+  if (tls.mode === 'manual' && tls.certificates.length === 0) problems.push('tls.certificates: manual mode needs at least one certFile/keyFile pair')
+  if ((tls.mode === 'acme' || tls.mode === 'self-signed') && tls.names.length === 0 && tls.certificates.length === 0) problems.push(`tls.names: ${tls.mode} mode needs the names to serve`)
+  if (tls.mode === 'acme' && tls.acme.challenge === 'dns-01' && tls.acme.dnsHook === undefined) problems.push('tls.acme.dnsHook: dns-01 needs the command that publishes the TXT record')
   return problems
 }
 

@@ -79,8 +79,48 @@ export const StoreSchema = Type.Object({
   dir: Type.String({ minLength: 1, default: 'data', description: 'Where generated secrets live (relative to the working directory)' }),
 }, { additionalProperties: false, default: {} })
 
+const CertificateFiles = Type.Object({
+  certFile: Type.String({ minLength: 1, description: 'PEM certificate chain (leaf first)' }),
+  keyFile: Type.String({ minLength: 1, description: 'PEM private key of the leaf' }),
+}, { additionalProperties: false })
+
+export const AcmeSchema = Type.Object({
+  directoryUrl: Type.Optional(HttpUrl),
+  staging: Type.Boolean({ default: false, description: "Let's Encrypt staging (untrusted certificates; try it first)" }),
+  caFile: Type.Optional(Type.String({ minLength: 1, description: "PEM trusted for the ACME server's own HTTPS (a private CA)" })),
+  eab: Type.Optional(Type.Object({
+    kid: Type.String({ minLength: 1 }),
+    hmacKey: Type.String({ minLength: 1, description: 'base64url HMAC key from the CA' }),
+  }, { additionalProperties: false, description: 'External Account Binding, for CAs that require it' })),
+  challenge: Type.Union([Type.Literal('http-01'), Type.Literal('dns-01')], { default: 'http-01', description: 'Wildcard names need dns-01' }),
+  dnsHook: Type.Optional(Type.String({ minLength: 1, description: 'dns-01: command run as `<hook> present|cleanup <record name> <value>`' })),
+  selfCheck: Type.Boolean({ default: true, description: 'Check the challenge is reachable before asking the CA to validate it' }),
+  renewCheckIntervalMs: Type.Integer({ minimum: 1000, default: 600_000, description: 'How often certificates are checked for renewal (with jitter)' }),
+  retryMinMs: Type.Integer({ minimum: 100, default: 60_000, description: 'First wait after a failed order; doubles' }),
+  retryMaxMs: Type.Integer({ minimum: 100, default: 6 * 3600_000, description: 'Longest wait between failed orders' }),
+}, { additionalProperties: false, default: {} })
+
+export const TlsSchema = Type.Object({
+  mode: Type.Union([Type.Literal('off'), Type.Literal('manual'), Type.Literal('acme'), Type.Literal('self-signed')], {
+    default: 'off', description: 'off: plain HTTP; manual: certificate files; acme: certificates from an ACME CA; self-signed: generated once',
+  }),
+  names: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'acme / self-signed: the DNS names served (one certificate)' }),
+  certificates: Type.Array(Type.Union([CertificateFiles, Type.Object({ names: Type.Array(Type.String({ minLength: 1 }), { minItems: 1 }) }, { additionalProperties: false })]), {
+    default: [], description: 'manual: certificate files; acme: further certificates, each a list of names',
+  }),
+  email: Type.Optional(Type.String({ pattern: '^[^@\\s]+@[^@\\s]+$', description: 'ACME account contact' })),
+  acme: AcmeSchema,
+  httpPort: Type.Integer({ minimum: 0, maximum: 65535, default: 80, description: 'Plain HTTP: ACME HTTP-01 answers, everything else redirected (308) to HTTPS' }),
+  hsts: Type.Object({
+    enabled: Type.Boolean({ default: false }),
+    maxAge: Type.Integer({ minimum: 0, default: 31_536_000 }),
+    includeSubDomains: Type.Boolean({ default: false }),
+  }, { additionalProperties: false, default: {} }),
+}, { additionalProperties: false, default: {}, description: 'HTTPS. With a mode other than off, server.port is the HTTPS port (443 in production)' })
+
 export const ConfigSchema = Type.Object({
   server: ServerSchema,
+  tls: TlsSchema,
   auth: AuthSchema,
   limits: LimitsSchema,
   backends: Type.Array(BackendSchema, { minItems: 1 }),
@@ -92,4 +132,5 @@ export const ConfigSchema = Type.Object({
 
 export type Config = Static<typeof ConfigSchema>
 export type BackendConfig = Static<typeof BackendSchema>
+export type TlsConfig = Static<typeof TlsSchema>
 export type Role = Static<typeof Role>

@@ -44,5 +44,7 @@ export async function startGateway (t: Teardown, backends: TestBackend[], extra:
   const address = app.server.address()
   const port = typeof address === 'object' && address !== null ? address.port : 0
   const token = (role: Role = 'user', sub = role === 'admin' ? 'root' : 'alice'): string => app.issueToken(sub, role, 3600).token
-  return { app, config, url: `http://127.0.0.1:${port}`, token, auth: (role, sub) => ({ authorization: `Bearer ${token(role, sub)}` }) }
+  // With TLS on, clients give the certificate's name as SNI (servername) themselves.
+  const url = `${app.tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}`
+  return { app, config, url, token, auth: (role, sub) => ({ authorization: `Bearer ${token(role, sub)}` }) }
 }
