@@ -28,6 +28,10 @@ export class AcmeIssuer {
 
   constructor (private readonly tls: TlsConfig, private readonly storage: TlsStorage, private readonly log: FastifyBaseLogger) {
     this.url = directoryUrl(tls.acme)
+    // acme-client retries failed requests itself (5 s, 10 s, … apart); scaled with ours, so that an
+    // unreachable CA costs one attempt of ours, not minutes.
+    const settings = (acme.axios.defaults as unknown as { acmeSettings: { retryDefaultDelay: number } }).acmeSettings
+    settings.retryDefaultDelay = Math.min(5, tls.acme.retryMinMs / 1000)
     if (tls.acme.caFile !== undefined) {
       // acme-client talks through its own axios instance; a private CA is trusted next to the usual roots.
       acme.axios.defaults.httpsAgent = new Agent({ ca: [...rootCertificates, readFileSync(tls.acme.caFile, 'utf8')] })
@@ -46,7 +50,16 @@ export class AcmeIssuer {
 
   async issue (names: string[]): Promise<KeyPair> {
     const eab = this.tls.acme.eab
-    const client = new acme.Client({ directoryUrl: this.url, accountKey: await this.accountKey(), ...(eab !== undefined && { externalAccountBinding: eab }) })
+    // acme-client's own retries and polls (5 s to 30 s apart by default) scale with ours, so a short
+    // retry setting means quick polls too.
+    const { retryMinMs, retryMaxMs } = this.tls.acme
+    const client = new acme.Client({
+      directoryUrl: this.url,
+      accountKey: await this.accountKey(),
+      backoffMin: Math.min(5000, retryMinMs),
+      backoffMax: Math.min(30_000, retryMaxMs),
+      ...(eab !== undefined && { externalAccountBinding: eab }),
+    })
     const key = (await acme.crypto.createPrivateEcdsaKey()).toString()
     const [, csr] = await acme.crypto.createCsr({ commonName: names[0], altNames: names }, key)
     const hook = this.tls.acme.dnsHook

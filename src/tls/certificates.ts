@@ -26,7 +26,7 @@ interface Slot {
   nextAttemptAt: number
 }
 
-export interface CertificateStatus { names: string[], notAfter?: string, renewAt?: string, lastError?: string, nextAttemptAt?: string }
+export interface CertificateStatus { names: string[], notAfter?: string, renewAt?: string, lastError?: string, failures: number, nextAttemptAt?: string }
 
 /** Renew once a third of the lifetime is left (as Caddy does). */
 export function renewalTime (c: Loaded): number {
@@ -73,6 +73,7 @@ export class Certificates {
   status (): CertificateStatus[] {
     return this.slots.map((s) => ({
       names: s.current?.names ?? s.names,
+      failures: s.failures,
       ...(s.current !== undefined && { notAfter: s.current.notAfter.toISOString(), renewAt: new Date(renewalTime(s.current)).toISOString() }),
       ...(s.lastError !== undefined && { lastError: s.lastError, nextAttemptAt: new Date(s.nextAttemptAt).toISOString() }),
     }))
@@ -88,6 +89,7 @@ export class Certificates {
       }
       return
     }
+    this.storage.check()
     if (this.tls.mode === 'acme') this.issuer = new AcmeIssuer(this.tls, this.storage, this.log)
     await this.renewDue()
     const every = this.tls.acme.renewCheckIntervalMs
@@ -159,6 +161,14 @@ export class Certificates {
   }
 
   private async keepCurrent (slot: Slot): Promise<void> {
+    try {
+      await this.refresh(slot)
+    } catch (err) {
+      this.fail(slot, err, slot.current === undefined ? 'cannot obtain a certificate' : 'cannot renew the certificate; still serving the current one')
+    }
+  }
+
+  private async refresh (slot: Slot): Promise<void> {
     const now = Date.now()
     const fresh = (c: Loaded | undefined): boolean => c !== undefined && renewalTime(c) > Date.now()
     if (slot.current === undefined || !fresh(slot.current)) {
@@ -167,9 +177,8 @@ export class Certificates {
       if (stored !== undefined && (slot.current === undefined || stored.notAfter > slot.current.notAfter)) this.install(slot, stored)
     }
     if (fresh(slot.current) || now < slot.nextAttemptAt) return
-    let release: (() => void) | undefined
+    const release = await this.storage.lock(`issue-${slot.id}`, this)
     try {
-      release = await this.storage.lock(`issue-${slot.id}`, this)
       // Re-check after taking the lock: whoever held it may have just renewed.
       const stored = this.stored(slot)
       if (stored !== undefined && fresh(stored)) {
@@ -180,10 +189,8 @@ export class Certificates {
       const loaded = loadPair(pair, `new certificate for ${slot.names.join(', ')}`)
       this.storage.writePair(slot.id, pair)
       this.install(slot, loaded)
-    } catch (err) {
-      this.fail(slot, err, slot.current === undefined ? 'cannot obtain a certificate' : 'cannot renew the certificate; still serving the current one')
     } finally {
-      release?.()
+      release()
     }
   }
 

@@ -18,6 +18,16 @@ export class TlsStorage {
     return join(this.dir, name)
   }
 
+  /** Throws a clear error when the directory cannot hold certificates. */
+  check (): void {
+    try {
+      this.write('.writable', String(Date.now()))
+      this.remove('.writable')
+    } catch (err) {
+      throw new Error(`tls: cannot use the certificate storage ${this.dir}: ${(err as Error).message}`)
+    }
+  }
+
   read (name: string): string | undefined {
     try {
       return readFileSync(this.path(name), 'utf8')
