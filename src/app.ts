@@ -12,6 +12,7 @@ import { closeIdleSocketsOnClose } from './idle-sockets.js'
 import { logDestination, loggerOptions, requestLogLine } from './logging.js'
 import { Certificates } from './tls/certificates.js'
 import { httpsOptions, setupTls } from './tls/setup.js'
+import adminTlsRoutes from './routes/admin-tls.js'
 import authRoutes from './routes/auth.js'
 import healthRoutes from './routes/health.js'
 import ollamaModelRoutes from './routes/ollama-models.js'
@@ -96,6 +97,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(openaiRoutes)
   await app.register(ollamaRoutes)
   await app.register(ollamaModelRoutes)
+  await app.register(adminTlsRoutes)
 
   if (certificates === undefined) app.decorate('tls', undefined)
   else {

@@ -84,6 +84,10 @@ t.test('HTTP-01: first issuance, a real HTTPS chat verified against Pebble\'s ro
   t.equal(log.messages().filter((m) => m === 'certificate issued').length, 1)
   const status = gw.app.tls!.certificates.status()[0]!
   t.ok(Date.parse(status.renewAt!) < Date.parse(status.notAfter!), 'the renewal time is before expiry')
+  // Admins see the expiry coming.
+  const admin = await fetchVerified(s.pebble)(`${gw.url}/admin/tls`, { headers: gw.auth('admin') })
+  t.match(await admin.json(), { mode: 'acme', certificates: [{ names: [NAME], notAfter: status.notAfter, renewAt: status.renewAt, failures: 0 }] })
+  t.equal((await fetchVerified(s.pebble)(`${gw.url}/admin/tls`, { headers: gw.auth('user') })).status, 403)
 
   await gw.app.close()
   const restartLog = capture()

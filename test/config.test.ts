@@ -1,4 +1,5 @@
 import t from 'tap'
+import { parse } from 'yaml'
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -91,4 +92,20 @@ t.test('config path: flag, then CHATGATE_CONFIG, then the default', async (t) =>
   t.equal(configPathFrom('a.yaml', { CHATGATE_CONFIG: 'b.yaml' }), 'a.yaml')
   t.equal(configPathFrom(undefined, { CHATGATE_CONFIG: 'b.yaml' }), 'b.yaml')
   t.equal(configPathFrom(undefined, {}), 'config/chatgate.yaml')
+})
+
+t.test('the example config shows each TLS mode, and each of those blocks validates', async (t) => {
+  const text = readFileSync('config/chatgate.example.yaml', 'utf8')
+  const tls = text.slice(text.indexOf('\ntls:\n'), text.indexOf('\nauth:\n'))
+  // Blocks start at "  # --- <mode>:"; uncommented, each is a tls section of its own.
+  const blocks = tls.split(/\n {2}# --- /).slice(1).map((block) => block.split('\n').filter((l) => l.startsWith('  # ')).map((l) => `  ${l.slice(4)}`).join('\n'))
+  const modes: string[] = []
+  for (const block of blocks) {
+    const doc = parse(`tls:\n${block}\n`) as { tls: { mode?: string } }
+    const mode = doc.tls.mode ?? 'acme'
+    modes.push(mode)
+    const config = validateConfig({ ...doc, tls: { mode, ...doc.tls }, backends: [{ name: 'o', type: 'ollama', url: 'http://127.0.0.1:11434' }] }, 'example', { EAB_KID: 'kid', EAB_HMAC: 'hmac' })
+    t.equal(config.tls.mode, mode, `the ${mode} block validates`)
+  }
+  t.same(modes.sort(), ['acme', 'manual', 'self-signed'])
 })

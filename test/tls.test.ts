@@ -66,7 +66,7 @@ t.test('self-signed: generated once, stored 0600, reused after a restart; h2 and
   const dir = tempDir(t)
   const tls = { mode: 'self-signed', names: ['localhost', 'chat.lab.test'], httpPort: 0, hsts: { enabled: true, maxAge: 600 } }
   const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], { tls, store: { dir } })
-  const stored = join(dir, 'tls/certificates/localhost')
+  const stored = join(dir, 'tls/certificates/self-signed/localhost')
   t.equal(statSync(join(stored, 'key.pem')).mode & 0o777, 0o600, 'key is 0600')
   t.equal(statSync(join(stored, 'cert.pem')).mode & 0o777, 0o600, 'certificate is 0600')
   const served = await peerCertificate(gw, 'chat.lab.test')
@@ -126,8 +126,8 @@ t.test('the HTTP listener: 308 to HTTPS keeping host, path and query; ACME chall
   const o = await emulator(t)
   const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], { tls: { mode: 'self-signed', names: ['localhost'], httpPort: 0 } })
   const httpPort = (gw.app.tls!.httpListener.address() as { port: number }).port
-  const get = (path: string, host?: string): Promise<{ status: number, location?: string, body: string }> => new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port: httpPort, path, method: 'POST', headers: host === undefined ? {} : { host } }, (res) => {
+  const get = (path: string, host?: string | null): Promise<{ status: number, location?: string, body: string }> => new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: httpPort, path, method: 'POST', setHost: host !== null, headers: host === undefined || host === null ? {} : { host } }, (res) => {
       let body = ''
       res.on('data', (d) => { body += d })
       res.on('end', () => resolve({ status: res.statusCode!, location: res.headers.location, body }))
@@ -139,6 +139,8 @@ t.test('the HTTP listener: 308 to HTTPS keeping host, path and query; ACME chall
   gw.app.tls!.certificates.storage.write('challenges/tok-123', 'tok-123.thumbprint')
   t.same(await get('/.well-known/acme-challenge/tok-123'), { status: 200, location: undefined, body: 'tok-123.thumbprint' })
   t.equal((await get('/.well-known/acme-challenge/unknown')).status, 404)
+  t.equal((await get('/v1/models', null)).status, 400, 'no Host header: nowhere to redirect to')
+  t.match(await get('/v1/models', ':8080'), { status: 400, body: /Host header is required/ }, 'a Host without a name')
   t.equal((await get('/.well-known/acme-challenge/..%2f..%2fjwt-secret')).status, 404, 'no path tricks into the storage')
 })
 
@@ -196,6 +198,13 @@ t.test('manual: a key that does not match, or an unreadable file, stops the star
   })
   await t.rejects(buildApp(config(join(dir, 'cert.pem'), join(dir, 'key.pem')), { discovery: false }), /private key does not belong to the certificate/)
   await t.rejects(buildApp(config(join(dir, 'missing.pem'), join(dir, 'key.pem')), { discovery: false }), /ENOENT|no such file/)
+})
+
+t.test('without TLS, /admin/tls says so', async (t) => {
+  const o = await emulator(t)
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }])
+  const res = await fetch(`${gw.url}/admin/tls`, { headers: gw.auth('admin') })
+  t.same(await res.json(), { mode: 'off', certificates: [] })
 })
 
 t.test('config: certificate names and TLS modes are checked at load', async (t) => {

@@ -1,10 +1,11 @@
+import { createHash } from 'node:crypto'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import { join } from 'node:path'
 import type { SecureContext } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
 import { generate } from 'selfsigned'
 import type { Config, TlsConfig } from '../config/schema.js'
-import { AcmeIssuer } from './acme.js'
+import { AcmeIssuer, directoryUrl } from './acme.js'
 import { loadPair, type KeyPair, type Loaded } from './material.js'
 import { covers } from './names.js'
 import { TlsStorage, certificateId } from './storage.js'
@@ -50,7 +51,10 @@ export class Certificates {
     this.storage = new TlsStorage(join(config.store.dir, 'tls'))
     const groups = this.tls.certificates.map((c) => ('names' in c ? { names: c.names } : { names: [], files: c }))
     if (this.tls.names.length > 0) groups.unshift({ names: this.tls.names })
-    this.slots = groups.map((g, i) => ({ id: g.names.length > 0 ? certificateId(g.names) : `file-${i}`, ...g, failures: 0, nextAttemptAt: 0 }))
+    // Certificates are kept per issuer: going from Let's Encrypt staging to production must not
+    // serve the stored staging certificate.
+    const issuer = this.tls.mode === 'acme' ? `acme-${createHash('sha256').update(directoryUrl(this.tls.acme)).digest('hex').slice(0, 12)}` : this.tls.mode
+    this.slots = groups.map((g, i) => ({ id: g.names.length > 0 ? `${issuer}/${certificateId(g.names)}` : `file-${i}`, ...g, failures: 0, nextAttemptAt: 0 }))
   }
 
   setLogger (log: FastifyBaseLogger): void {
