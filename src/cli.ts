@@ -5,6 +5,7 @@ import { hashPassword } from './auth/passwords.js'
 import { parseTtl } from './auth/ttl.js'
 import { ConfigError, configPathFrom, loadConfig } from './config/load.js'
 import { serve } from './server.js'
+import { manualCertificateProblems } from './tls/material.js'
 
 const HELP: Record<string, string> = {
   main: `chatgate — a self-hosted chat gateway for Ollama, Xinference and OpenAI-compatible backends
@@ -23,7 +24,7 @@ Run "chatgate <command> --help" for a command's options.`,
 Starts the gateway. The config file is FILE, else $CHATGATE_CONFIG, else config/chatgate.yaml.`,
   'check-config': `Usage: chatgate check-config [--config FILE]
 
-Validates the config file; prints every problem by its path and exits 1 if there is any.`,
+Validates the config file (and, in tls.mode manual, the certificate files it names); prints every\nproblem by its path and exits 1 if there is any.`,
   'hash-password': `Usage: echo -n 'secret' | chatgate hash-password
 
 Reads a password from standard input (one trailing newline is dropped) and prints a scrypt hash
@@ -85,6 +86,9 @@ export async function main (argv: string[]): Promise<number> {
       return -1 // keeps running
     case 'check-config': {
       const config = loadConfig(configFile)
+      // Certificate files are read now too, so a bad pair is found before a restart.
+      const problems = manualCertificateProblems(config)
+      if (problems.length > 0) throw new ConfigError(configFile, problems)
       process.stdout.write(`${configFile}: OK (${config.backends.length} backend(s), ${config.auth.users.length} user(s))\n`)
       return 0
     }

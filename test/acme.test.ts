@@ -12,7 +12,7 @@ import { connect as tlsConnect, type PeerCertificate } from 'node:tls'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { OllamaEmulator } from './emulators/ollama.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
-import { startPebble, type Pebble } from './helpers/pebble.js'
+import { startPebble, type Pebble, type PebbleOptions } from './helpers/pebble.js'
 
 const NAME = 'chat.example.test'
 
@@ -31,10 +31,10 @@ function capture (): { stream: Writable, messages: () => string[] } {
 
 interface Setup { o: OllamaEmulator, pebble: Pebble, dir: string }
 
-async function setup (t: Test, validityPeriodSeconds?: number): Promise<Setup> {
+async function setup (t: Test, validityPeriodSeconds?: number, options: PebbleOptions = {}): Promise<Setup> {
   const o = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
   t.teardown(() => o.close())
-  const pebble = await startPebble(t, validityPeriodSeconds === undefined ? {} : { validityPeriodSeconds })
+  const pebble = await startPebble(t, { ...options, ...(validityPeriodSeconds !== undefined && { validityPeriodSeconds }) })
   const dir = tempDir(t)
   writeFileSync(join(dir, 'pebble-https.pem'), pebble.tlsCa)
   return { o, pebble, dir }
@@ -190,4 +190,22 @@ t.test('bad input: a CA that refuses, an unreadable storage directory', async (t
   mkdirSync(store)
   writeFileSync(join(store, 'tls'), '')
   await t.rejects(startGateway(t, [{ name: 'o', type: 'ollama', url: s.o.url }], { tls: acmeTls(s), store: { dir: store } }), /tls: cannot use the certificate storage .*blocked\/tls/)
+})
+
+t.test('External Account Binding for a CA that requires it', async (t) => {
+  const hmacKey = Buffer.from('an-hmac-key-of-thirty-two-bytes!').toString('base64url')
+  const s = await setup(t, undefined, { eabKeys: { 'kid-1': hmacKey } })
+  const without = await gateway(t, s, acmeTls(s))
+  t.match(without.app.tls!.certificates.status()[0], { lastError: /externalAccountBinding/ }, 'the CA says what is missing')
+  await without.app.close()
+  const bound = await gateway(t, s, acmeTls(s, {}, { eab: { kid: 'kid-1', hmacKey } }))
+  t.match((await verifiedPeer(bound, s.pebble)).subjectaltname, `DNS:${NAME}`)
+})
+
+t.test('several certificates: each connection gets the one for its SNI', async (t) => {
+  const s = await setup(t)
+  const gw = await gateway(t, s, acmeTls(s, { certificates: [{ names: ['api.example.test'] }] }))
+  t.match((await verifiedPeer(gw, s.pebble, NAME)).subjectaltname, `DNS:${NAME}`)
+  const api = await verifiedPeer(gw, s.pebble, 'api.example.test')
+  t.equal(api.subjectaltname, 'DNS:api.example.test')
 })

@@ -64,6 +64,19 @@ t.test('check-config reports every problem by path with a non-zero exit', async 
   t.equal(shipped!.code, 0, 'the shipped default config is valid')
 })
 
+t.test('check-config reads the certificate files of tls.mode manual', async (t) => {
+  const certFile = join(dir, 'cert.pem')
+  const keyFile = join(dir, 'key.pem')
+  writeFileSync(certFile, 'garbage')
+  writeFileSync(keyFile, 'garbage')
+  const manual = join(dir, 'manual.yaml')
+  writeFileSync(manual, `tls: { mode: manual, certificates: [{ certFile: ${certFile}, keyFile: ${keyFile} }, { certFile: ${join(dir, 'missing.pem')}, keyFile: ${keyFile} }] }\nbackends:\n  - { name: a, type: ollama, url: "http://127.0.0.1:9" }\n`)
+  const run = await cli(['check-config', '--config', manual])
+  t.equal(run.code, 2)
+  t.match(run.stderr, `tls.certificates[0]: ${certFile}: no PEM certificate found`)
+  t.match(run.stderr, /tls\.certificates\[1\]: ENOENT/)
+})
+
 t.test('hash-password reads stdin and prints a verifiable scrypt hash', async (t) => {
   const [run, empty] = await Promise.all([cli(['hash-password'], 'correct horse\n'), cli(['hash-password'], '')])
   t.equal(run!.code, 0)

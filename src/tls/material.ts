@@ -1,5 +1,7 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { createSecureContext, type SecureContext } from 'node:tls'
+import type { Config } from '../config/schema.js'
 
 // A certificate chain and its key, checked before anything serves them: a bad pair is refused
 // with a reason, never half-loaded.
@@ -38,4 +40,19 @@ export function loadPair (pair: KeyPair, origin: string): Loaded {
   const names = (leaf.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('DNS:')).map((n) => n.slice(4))
   const context = createSecureContext({ cert: pair.cert, key: pair.key })
   return { pair, names, notBefore: new Date(leaf.validFrom), notAfter: new Date(leaf.validTo), context }
+}
+
+/** Problems with the certificate files of tls.mode manual, by config path. */
+export function manualCertificateProblems (config: Config): string[] {
+  if (config.tls.mode !== 'manual') return []
+  const problems: string[] = []
+  config.tls.certificates.forEach((c, i) => {
+    if (!('certFile' in c)) return
+    try {
+      loadPair({ cert: readFileSync(c.certFile, 'utf8'), key: readFileSync(c.keyFile, 'utf8') }, c.certFile)
+    } catch (err) {
+      problems.push(`tls.certificates[${i}]: ${(err as Error).message}`)
+    }
+  })
+  return problems
 }
