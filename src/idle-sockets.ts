@@ -1,5 +1,6 @@
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
+import { Server as TlsServer, type TLSSocket } from 'node:tls'
 
 /**
  * Closing the server waits for every open connection, and Node's own idle sweep skips sockets
@@ -8,11 +9,16 @@ import type { Socket } from 'node:net'
  */
 export function closeIdleSocketsOnClose (server: Server): () => void {
   const busy = new Map<Socket, number>()
-  server.on('connection', (socket: Socket) => {
+  // Over TLS a request's socket is the TLS socket, not the TCP one under it. HTTP/2 connections are
+  // left to Fastify, which closes their sessions gracefully (GOAWAY, open streams finish).
+  const tls = server instanceof TlsServer
+  server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+    if (tls && (socket as TLSSocket).alpnProtocol === 'h2') return
     busy.set(socket, 0)
     socket.once('close', () => busy.delete(socket))
   })
   server.on('request', (req, res) => {
+    if (req.httpVersionMajor === 2) return
     const socket = req.socket
     busy.set(socket, (busy.get(socket) ?? 0) + 1)
     res.once('close', () => {
