@@ -2,8 +2,10 @@ import Fastify, { LogController, type FastifyBodyParser, type FastifyInstance } 
 import pino, { type DestinationStream } from 'pino'
 import rateLimit from '@fastify/rate-limit'
 import { ModelAccess } from './auth/access.js'
+import { ApiKeys } from './auth/api-keys.js'
 import jwtAuth from './auth/jwt.js'
 import { Pool } from './backends/pool.js'
+import { openDatabase } from './store/database.js'
 import type { Config } from './config/schema.js'
 import type { Gateway } from './context.js'
 import { GatewayError } from './errors.js'
@@ -14,6 +16,7 @@ import { Certificates } from './tls/certificates.js'
 import { httpsOptions, setupTls } from './tls/setup.js'
 import adminTlsRoutes from './routes/admin-tls.js'
 import authRoutes from './routes/auth.js'
+import keyRoutes from './routes/keys.js'
 import healthRoutes from './routes/health.js'
 import ollamaModelRoutes from './routes/ollama-models.js'
 import ollamaRoutes from './routes/ollama.js'
@@ -51,17 +54,20 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   })
 
   const pool = new Pool(config)
+  const db = openDatabase(config.store.dir)
   const gateway: Gateway = {
     config,
     pool,
     access: new ModelAccess(config.auth.modelAccess),
     relay: { pool, retries: config.routing.retries, keepAliveMs: config.routing.keepAliveMs },
+    keys: new ApiKeys(db),
   }
   app.decorate('gateway', gateway)
   const closeIdleSockets = closeIdleSocketsOnClose(app.server)
   app.addHook('preClose', async () => { closeIdleSockets() })
   app.addHook('onClose', async () => {
     await pool.close()
+    db.close()
     ownLog?.close()
   })
 
@@ -79,7 +85,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   requestLogLine(app)
   installErrorHandlers(app)
-  await app.register(jwtAuth, { config })
+  await app.register(jwtAuth, { config, keys: gateway.keys })
   const perMinute = config.limits.requestsPerMinute
   await app.register(rateLimit, {
     global: true,
@@ -98,6 +104,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(ollamaRoutes)
   await app.register(ollamaModelRoutes)
   await app.register(adminTlsRoutes)
+  await app.register(keyRoutes)
 
   if (certificates === undefined) app.decorate('tls', undefined)
   else {

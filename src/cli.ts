@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import { hashPassword } from './auth/passwords.js'
 import { parseTtl } from './auth/ttl.js'
 import { ConfigError, configPathFrom, loadConfig } from './config/load.js'
+import { KEYS_HELP, KeysUsageError, runKeys } from './cli-keys.js'
 import { serve } from './server.js'
 import { manualCertificateProblems } from './tls/material.js'
 
@@ -17,6 +18,7 @@ Commands:
   check-config    validate a config file and report every problem
   hash-password   read a password from stdin and print its scrypt hash (for auth.users)
   token           print a JWT signed with the configured key
+  keys            create, list and revoke API keys
 
 Run "chatgate <command> --help" for a command's options.`,
   serve: `Usage: chatgate serve [--config FILE]
@@ -33,10 +35,15 @@ to paste into auth.users[].passwordHash.`,
 
 Prints a JWT for NAME with the given role, signed with the key the config names (the generated
 secret under store.dir when none is configured). TTL: a number and s, m, h or d.`,
+  keys: KEYS_HELP,
 }
 
 const OPTIONS = {
   config: { type: 'string', short: 'c' },
+  owner: { type: 'string' },
+  name: { type: 'string' },
+  models: { type: 'string' },
+  json: { type: 'boolean' },
   sub: { type: 'string' },
   role: { type: 'string' },
   ttl: { type: 'string' },
@@ -74,7 +81,7 @@ export async function main (argv: string[]): Promise<number> {
     return command === undefined ? 1 : 0
   }
   if (!(command in HELP) || command === 'main') throw new UsageError(`unknown command "${command}"\n\n${HELP.main}`)
-  const { values } = parseArgs({ args: rest, options: OPTIONS, strict: true })
+  const { values, positionals } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: command === 'keys' })
   if (values.help === true) {
     process.stdout.write(HELP[command] + '\n')
     return 0
@@ -98,6 +105,9 @@ export async function main (argv: string[]): Promise<number> {
       process.stdout.write(await hashPassword(password) + '\n')
       return 0
     }
+    case 'keys':
+      process.stdout.write(runKeys(configFile, positionals, values) + '\n')
+      return 0
     default:
       await printToken(configFile, values.sub, values.role, values.ttl ?? '1h')
       return 0
@@ -110,7 +120,7 @@ main(process.argv.slice(2)).then((code) => {
   if (code >= 0) process.exitCode = code
 }, (err: unknown) => {
   if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`)
-  else if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) process.stderr.write(`chatgate ${packageVersion()}: ${(err as Error).message}\n`)
+  else if (err instanceof UsageError || err instanceof KeysUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) process.stderr.write(`chatgate ${packageVersion()}: ${(err as Error).message}\n`)
   else process.stderr.write(`chatgate: ${(err as Error).stack ?? String(err)}\n`)
   process.exitCode = err instanceof ConfigError ? 2 : 1
 })

@@ -1,4 +1,5 @@
 import type { ModelAccess } from './auth/access.js'
+import type { ApiKeys } from './auth/api-keys.js'
 import type { Pool } from './backends/pool.js'
 import type { Config } from './config/schema.js'
 import type { RelayOptions } from './relay/chat.js'
@@ -9,6 +10,7 @@ export interface Gateway {
   pool: Pool
   access: ModelAccess
   relay: RelayOptions
+  keys: ApiKeys
 }
 
 declare module 'fastify' {

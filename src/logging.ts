@@ -85,6 +85,7 @@ export function requestLogLine (app: FastifyInstance): void {
         status: finished ? res.statusCode : 499,
         user: request.principal?.sub,
       }
+      if (request.principal?.keyId !== undefined) line.apiKey = request.principal.keyId
       if (chat !== undefined) {
         line.model = chat.model
         line.backend = chat.backend

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { verifyPassword } from '../src/auth/passwords.js'
+import { OllamaEmulator } from './emulators/ollama.js'
+import { startGateway } from './helpers/gateway.js'
 import { hmacJwt, inOneHour } from './helpers/jwt.js'
 
 // The CLI runs from source in a child process, under the same TypeScript loader as the tests.
@@ -131,4 +133,35 @@ t.test('serve starts, answers, and exits 0 on SIGTERM', async (t) => {
   t.equal((await fetch(`${url}/api/version`, { headers: { authorization: `Bearer ${token}` } })).status, 200)
   child.kill('SIGTERM')
   t.equal(await exited, 0)
+})
+
+t.test('keys create, list and revoke work on the store a running gateway reads', async (t) => {
+  const o = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
+  t.teardown(() => o.close())
+  const store = join(dir, 'keys-store')
+  const config = join(dir, 'keys.yaml')
+  writeFileSync(config, `auth: { jwt: { secret: ${SECRET} } }\nstore: { dir: ${store} }\nbackends:\n  - { name: o, type: ollama, url: "${o.url}" }\n`)
+  const created = await cli(['keys', 'create', '--owner', 'erin', '--models', 'llama*', '--ttl', '7d', '--json', '--config', config])
+  t.equal(created.code, 0, created.stderr)
+  const made = JSON.parse(created.stdout) as { key: string, id: string, owner: string, models: string[], expiresAt: string }
+  t.match(made, { key: /^cg_/, owner: 'erin', models: ['llama*'], expiresAt: String })
+  const plain = await cli(['keys', 'create', '--owner', 'erin', '--config', config])
+  t.match(plain.stdout, /^cg_\S+\n\(id [0-9a-f-]+; shown once/)
+
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], { store: { dir: store } })
+  const ask = (): Promise<number> => fetch(`${gw.url}/api/tags`, { headers: { authorization: `Bearer ${made.key}` } }).then((r) => r.status)
+  t.equal(await ask(), 200)
+  const list = await cli(['keys', 'list', '--owner', 'erin', '--config', config])
+  t.match(list.stdout, new RegExp(`${made.id}\\t${made.key.slice(0, 10)}…\\terin\\tuser\\tactive`))
+  t.equal(JSON.parse((await cli(['keys', 'list', '--json', '--config', config])).stdout).length, 2)
+  const revoked = await cli(['keys', 'revoke', made.id, '--config', config])
+  t.match(revoked, { code: 0, stdout: `revoked ${made.id}` })
+  t.equal(await ask(), 401, 'the running gateway refuses it at the next request')
+
+  t.match(await cli(['keys', 'revoke', made.id, '--config', config]), { code: 1, stderr: /already revoked/ })
+  t.match(await cli(['keys', 'revoke', 'nope', '--config', config]), { code: 1, stderr: /no API key nope/ })
+  t.match(await cli(['keys', 'create', '--config', config]), { code: 1, stderr: /--owner NAME is required/ })
+  t.match(await cli(['keys', 'create', '--owner', 'x', '--role', 'root', '--config', config]), { code: 1, stderr: /--role must be user or admin/ })
+  t.match(await cli(['keys', 'create', '--owner', 'x', '--ttl', 'soon', '--config', config]), { code: 1, stderr: /is not a duration/ })
+  t.match(await cli(['keys', '--config', config]), { code: 1, stderr: /keys needs create, list or revoke/ })
 })

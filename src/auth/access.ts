@@ -1,5 +1,8 @@
 import type { Role } from '../config/schema.js'
 
+/** Who asks: a role, and for an API key with an allow-list, its own patterns. */
+export interface Grantee { role: Role, models?: string[] | undefined }
+
 function globToRegExp (glob: string): RegExp {
   const body = glob.split('').map((c) => c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.+^${}()|[\]\\]/g, '\\$&')).join('')
   return new RegExp(`^${body}$`)
@@ -13,7 +16,18 @@ export class ModelAccess {
     this.rules = { user: patterns.user.map(globToRegExp), admin: patterns.admin.map(globToRegExp) }
   }
 
-  allows (role: Role, model: string): boolean {
-    return this.rules[role].some((re) => re.test(model))
+  private readonly keyRules = new Map<string, RegExp[]>()
+
+  /** The role's rules, and the key's allow-list when it has one: a key never widens its role. */
+  allows (who: Grantee, model: string): boolean {
+    if (!this.rules[who.role].some((re) => re.test(model))) return false
+    if (who.models === undefined) return true
+    const key = who.models.join('\n')
+    let rules = this.keyRules.get(key)
+    if (rules === undefined) {
+      rules = who.models.map(globToRegExp)
+      this.keyRules.set(key, rules)
+    }
+    return rules.some((re) => re.test(model))
   }
 }

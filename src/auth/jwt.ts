@@ -3,9 +3,11 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Config, Role } from '../config/schema.js'
 import { GatewayError } from '../errors.js'
+import { KEY_PREFIX, type ApiKeys } from './api-keys.js'
 import { loadJwtKeys } from './keys.js'
 
-export interface Principal { sub: string, role: Role }
+/** Who is calling: a user with a JWT, or a program with an API key (acting for its owner). */
+export interface Principal { sub: string, role: Role, keyId?: string, models?: string[] }
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -24,10 +26,12 @@ function toAuthError (err: unknown): GatewayError {
   return new GatewayError(401, 'invalid token', 'invalid_api_key')
 }
 
-/** The bearer token of a request, or a 401 saying what is wrong with the header. */
+/** The bearer token (or `x-api-key`) of a request, or a 401 saying what is wrong with the header. */
 function bearerToken (request: FastifyRequest): string {
   const header = request.headers.authorization
-  if (header === undefined || header === '') throw new GatewayError(401, 'missing credentials: send Authorization: Bearer <token>', 'missing_credentials')
+  const apiKey = request.headers['x-api-key']
+  if ((header === undefined || header === '') && typeof apiKey === 'string' && apiKey !== '') return apiKey
+  if (header === undefined || header === '') throw new GatewayError(401, 'missing credentials: send Authorization: Bearer <token or API key>', 'missing_credentials')
   const match = BEARER.exec(header)
   if (match === null) throw new GatewayError(401, 'malformed Authorization header: expected "Bearer <token>"', 'invalid_api_key')
   return match[1]!
@@ -37,7 +41,7 @@ function bearerToken (request: FastifyRequest): string {
  * Every route needs a valid JWT unless its route config says `public: true`. The algorithm is
  * pinned (no `alg: none`, no HS/RS confusion), `exp` is required, `iss`/`aud` when configured.
  */
-export default fp(async function jwtAuth (app: FastifyInstance, opts: { config: Config }) {
+export default fp(async function jwtAuth (app: FastifyInstance, opts: { config: Config, keys?: ApiKeys }) {
   const jwt = opts.config.auth.jwt
   const keys = loadJwtKeys(opts.config)
   await app.register(fastifyJwt, {
@@ -69,6 +73,13 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: { config: 
   const authenticate = (request: FastifyRequest): void => {
     if (request.routeOptions.config.public === true) return
     const token = bearerToken(request)
+    if (token.startsWith(KEY_PREFIX) && opts.keys !== undefined) {
+      const found = opts.keys.verify(token)
+      if ('problem' in found) throw new GatewayError(401, found.problem, 'invalid_api_key')
+      const key = found.key
+      request.principal = { sub: key.owner, role: key.role, keyId: key.id, ...(key.models !== undefined && { models: key.models }) }
+      return
+    }
     const known = verified.get(token)
     if (known !== undefined && known.expiresAt > Date.now()) {
       request.principal = known.principal

@@ -1,6 +1,5 @@
-import type { ModelAccess } from '../auth/access.js'
+import type { Grantee, ModelAccess } from '../auth/access.js'
 import type { Pool } from '../backends/pool.js'
-import type { Role } from '../config/schema.js'
 
 /** One model the caller may use, as both model listings need it. */
 export interface ListedModel {
@@ -30,13 +29,13 @@ function tagEntry (name: string, listing: Record<string, unknown>): Record<strin
 }
 
 /** Every model in the pool (deduplicated by name) plus aliases, filtered by the role's access rules. */
-export async function listModels (pool: Pool, access: ModelAccess, role: Role): Promise<ListedModel[]> {
+export async function listModels (pool: Pool, access: ModelAccess, who: Grantee): Promise<ListedModel[]> {
   if (pool.backends.some((b) => !b.discovered)) await pool.refresh()
   const byName = new Map<string, ListedModel>()
   for (const backend of pool.backends) {
     for (const [key, entry] of backend.models) {
       // Each model once, by the name its backend lists (not the `:latest`-less or model_name keys).
-      if (key !== entry.upstream || byName.has(key) || !access.allows(role, key)) continue
+      if (key !== entry.upstream || byName.has(key) || !access.allows(who, key)) continue
       const modified = entry.listing.modified_at
       const created = typeof entry.listing.created === 'number' ? entry.listing.created : typeof modified === 'string' ? Math.floor(Date.parse(modified) / 1000) : 0
       byName.set(key, { name: key, created, ownedBy: backend.name, tag: tagEntry(key, entry.listing) })
@@ -44,7 +43,7 @@ export async function listModels (pool: Pool, access: ModelAccess, role: Role): 
   }
   for (const [alias, target] of Object.entries(pool.aliases)) {
     const model = byName.get(target) ?? byName.get(`${target}:latest`)
-    if (model === undefined || byName.has(alias) || !access.allows(role, target)) continue
+    if (model === undefined || byName.has(alias) || !access.allows(who, target)) continue
     byName.set(alias, { ...model, name: alias, ownedBy: 'alias', tag: { ...model.tag, name: alias, model: alias }, aliasOf: target })
   }
   return [...byName.values()]

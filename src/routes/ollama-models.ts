@@ -26,24 +26,24 @@ export default async function ollamaModelRoutes (app: FastifyInstance): Promise<
   })
 
   app.get('/api/tags', async (request) => {
-    const models = await listModels(pool, access, request.principal.role)
+    const models = await listModels(pool, access, request.principal)
     return { models: models.map((m) => m.tag) }
   })
 
   app.get('/api/ps', async (request) => {
-    const role = request.principal.role
+    const who = request.principal
     const running: unknown[] = []
     await Promise.all(pool.backends.map(async (b) => {
       if (b.protocol !== 'ollama') {
         for (const [key, entry] of b.models) {
-          if (key === entry.upstream && access.allows(role, key)) running.push({ name: key, model: key, size: 0, digest: '', details: {}, expires_at: FAR_FUTURE, size_vram: 0 })
+          if (key === entry.upstream && access.allows(who, key)) running.push({ name: key, model: key, size: 0, digest: '', details: {}, expires_at: FAR_FUTURE, size_vram: 0 })
         }
         return
       }
       try {
         const res = await b.request({ method: 'GET', path: '/api/ps', headers: b.headers(), ...PROBE })
         const body = await res.body.json() as { models?: Array<{ name?: string }> }
-        for (const m of body.models ?? []) if (access.allows(role, String(m.name))) running.push(m)
+        for (const m of body.models ?? []) if (access.allows(who, String(m.name))) running.push(m)
       } catch {
         // A backend that does not answer has nothing running that we could reach.
       }

@@ -21,12 +21,12 @@ export default async function openaiRoutes (app: FastifyInstance): Promise<void>
   })
 
   app.get('/v1/models', async (request) => {
-    const models = await listModels(pool, access, request.principal.role)
+    const models = await listModels(pool, access, request.principal)
     return { object: 'list', data: models.map((m) => ({ id: m.name, object: 'model', created: m.created, owned_by: m.ownedBy })) }
   })
 
   app.get<{ Params: { model: string } }>('/v1/models/:model', async (request) => {
-    const models = await listModels(pool, access, request.principal.role)
+    const models = await listModels(pool, access, request.principal)
     const found = models.find((m) => m.name === request.params.model)
     if (found === undefined) throw new GatewayError(404, `model '${request.params.model}' not found`, 'model_not_found')
     return { id: found.name, object: 'model', created: found.created, owned_by: found.ownedBy }
