@@ -1,5 +1,6 @@
 import type { Server } from 'node:http'
 import type { Socket } from 'node:net'
+import type { ServerHttp2Session } from 'node:http2'
 import { Server as TlsServer, type TLSSocket } from 'node:tls'
 
 /**
@@ -9,8 +10,14 @@ import { Server as TlsServer, type TLSSocket } from 'node:tls'
  */
 export function closeIdleSocketsOnClose (server: Server): () => void {
   const busy = new Map<Socket, number>()
-  // Over TLS a request's socket is the TLS socket, not the TCP one under it. HTTP/2 connections are
-  // left to Fastify, which closes their sessions gracefully (GOAWAY, open streams finish).
+  // Over TLS a request's socket is the TLS socket, not the TCP one under it. HTTP/2 connections
+  // are closed as sessions instead: GOAWAY, and open streams finish (Fastify does this only when
+  // it may force connections closed).
+  const sessions = new Set<ServerHttp2Session>()
+  server.on('session', (session: ServerHttp2Session) => {
+    sessions.add(session)
+    session.once('close', () => sessions.delete(session))
+  })
   const tls = server instanceof TlsServer
   server.on(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
     if (tls && (socket as TLSSocket).alpnProtocol === 'h2') return
@@ -29,5 +36,6 @@ export function closeIdleSocketsOnClose (server: Server): () => void {
   })
   return () => {
     for (const [socket, requests] of busy) if (requests === 0) socket.destroy()
+    for (const session of sessions) session.close()
   }
 }
