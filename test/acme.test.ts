@@ -157,10 +157,7 @@ t.test('CA unreachable: the current certificate stays in service and retries bac
   t.ok(w1 !== undefined && w2 !== undefined && w3 !== undefined, 'three failed attempts')
   t.ok(w3! > w1!, `the waits grow (${[...waits.values()].join(', ')} ms)`)
   t.match(certificates.status()[0], { lastError: String })
-  const still = await new Promise<PeerCertificate>((resolve, reject) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port: Number(new URL(gw.url).port), servername: NAME, ca: s.pebble.caBundle }, () => { resolve(socket.getPeerCertificate()); socket.end() })
-    socket.on('error', reject)
-  })
+  const still = await verifiedPeer(gw, s.pebble)
   t.equal(still.fingerprint256, peer.fingerprint256, 'still serving the certificate it had')
 })
 

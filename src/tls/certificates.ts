@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto'
-import { readFileSync, watch, type FSWatcher } from 'node:fs'
+import { watch, type FSWatcher } from 'node:fs'
 import { join } from 'node:path'
 import type { SecureContext } from 'node:tls'
 import type { FastifyBaseLogger } from 'fastify'
 import { generate } from 'selfsigned'
 import type { Config, TlsConfig } from '../config/schema.js'
 import { AcmeIssuer, directoryUrl } from './acme.js'
-import { loadPair, type KeyPair, type Loaded } from './material.js'
+import { loadFiles, loadPair, type KeyPair, type Loaded } from './material.js'
 import { covers } from './names.js'
 import { TlsStorage, certificateId } from './storage.js'
 
@@ -114,8 +114,7 @@ export class Certificates {
     for (const slot of this.slots) {
       if (slot.files === undefined) continue
       try {
-        const pair = { cert: readFileSync(slot.files.certFile, 'utf8'), key: readFileSync(slot.files.keyFile, 'utf8') }
-        this.install(slot, loadPair(pair, slot.files.certFile))
+        this.install(slot, loadFiles(slot.files))
       } catch (err) {
         this.fail(slot, err, slot.current === undefined ? 'cannot load certificate' : 'cannot reload certificate; still serving the previous one')
       }

@@ -21,6 +21,11 @@ export class CertificateError extends Error {}
 
 const PEM_CERT = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g
 
+/** Reads and checks a certificate file and its key file. */
+export function loadFiles (files: { certFile: string, keyFile: string }): Loaded {
+  return loadPair({ cert: readFileSync(files.certFile, 'utf8'), key: readFileSync(files.keyFile, 'utf8') }, files.certFile)
+}
+
 export function loadPair (pair: KeyPair, origin: string): Loaded {
   const blocks = pair.cert.match(PEM_CERT)
   if (blocks === null) throw new CertificateError(`${origin}: no PEM certificate found`)
@@ -49,7 +54,7 @@ export function manualCertificateProblems (config: Config): string[] {
   config.tls.certificates.forEach((c, i) => {
     if (!('certFile' in c)) return
     try {
-      loadPair({ cert: readFileSync(c.certFile, 'utf8'), key: readFileSync(c.keyFile, 'utf8') }, c.certFile)
+      loadFiles(c)
     } catch (err) {
       problems.push(`tls.certificates[${i}]: ${(err as Error).message}`)
     }

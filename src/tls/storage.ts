@@ -55,12 +55,13 @@ export class TlsStorage {
     return cert === undefined || key === undefined ? undefined : { cert, key }
   }
 
-  /** Key first: a reader that finds the new certificate finds its key. */
+  /**
+   * Key first: a reader that finds the new certificate finds its key. One caught in between sees
+   * a pair that does not match, which loading refuses, and tries again later.
+   */
   writePair (id: string, pair: KeyPair): void {
-    this.write(`certificates/${id}/key.pem.next`, pair.key)
-    this.write(`certificates/${id}/cert.pem.next`, pair.cert)
-    renameSync(this.path(`certificates/${id}/key.pem.next`), this.path(`certificates/${id}/key.pem`))
-    renameSync(this.path(`certificates/${id}/cert.pem.next`), this.path(`certificates/${id}/cert.pem`))
+    this.write(`certificates/${id}/key.pem`, pair.key)
+    this.write(`certificates/${id}/cert.pem`, pair.cert)
   }
 
   /**
