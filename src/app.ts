@@ -3,9 +3,12 @@ import pino, { type DestinationStream } from 'pino'
 import rateLimit from '@fastify/rate-limit'
 import { ModelAccess } from './auth/access.js'
 import { ApiKeys } from './auth/api-keys.js'
+import { Sessions } from './auth/sessions.js'
+import { Users } from './auth/users.js'
 import jwtAuth from './auth/jwt.js'
 import { Pool } from './backends/pool.js'
 import { openDatabase } from './store/database.js'
+import { UsageLog, recordUsage } from './usage/usage-log.js'
 import type { Config } from './config/schema.js'
 import type { Gateway } from './context.js'
 import { GatewayError } from './errors.js'
@@ -17,6 +20,8 @@ import { httpsOptions, setupTls } from './tls/setup.js'
 import adminTlsRoutes from './routes/admin-tls.js'
 import authRoutes from './routes/auth.js'
 import keyRoutes from './routes/keys.js'
+import usageRoutes from './routes/usage.js'
+import userRoutes from './routes/users.js'
 import healthRoutes from './routes/health.js'
 import ollamaModelRoutes from './routes/ollama-models.js'
 import ollamaRoutes from './routes/ollama.js'
@@ -60,13 +65,19 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     pool,
     access: new ModelAccess(config.auth.modelAccess),
     relay: { pool, retries: config.routing.retries, keepAliveMs: config.routing.keepAliveMs },
+    db,
     keys: new ApiKeys(db),
+    users: new Users(db, config.auth.users),
+    sessions: new Sessions(db),
+    usage: new UsageLog(db, config.store.usageFlushMs),
   }
   app.decorate('gateway', gateway)
   const closeIdleSockets = closeIdleSocketsOnClose(app.server)
   app.addHook('preClose', async () => { closeIdleSockets() })
   app.addHook('onClose', async () => {
     await pool.close()
+    // Records of requests that just finished are written before the store closes.
+    gateway.usage.close()
     db.close()
     ownLog?.close()
   })
@@ -83,7 +94,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   app.removeContentTypeParser(['text/plain', 'application/json'])
   app.addContentTypeParser(['application/json', '*'], { parseAs: 'string' }, keepText)
 
-  requestLogLine(app)
+  requestLogLine(app, recordUsage(gateway.usage))
   installErrorHandlers(app)
   await app.register(jwtAuth, { config, keys: gateway.keys })
   const perMinute = config.limits.requestsPerMinute
@@ -105,6 +116,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(ollamaModelRoutes)
   await app.register(adminTlsRoutes)
   await app.register(keyRoutes)
+  await app.register(userRoutes)
+  await app.register(usageRoutes)
 
   if (certificates === undefined) app.decorate('tls', undefined)
   else {

@@ -1,8 +1,12 @@
 import type { ModelAccess } from './auth/access.js'
 import type { ApiKeys } from './auth/api-keys.js'
+import type { Sessions } from './auth/sessions.js'
+import type { Users } from './auth/users.js'
 import type { Pool } from './backends/pool.js'
 import type { Config } from './config/schema.js'
 import type { RelayOptions } from './relay/chat.js'
+import type { Db } from './store/database.js'
+import type { UsageLog } from './usage/usage-log.js'
 
 /** What routes need from the running gateway. */
 export interface Gateway {
@@ -10,7 +14,11 @@ export interface Gateway {
   pool: Pool
   access: ModelAccess
   relay: RelayOptions
+  db: Db
   keys: ApiKeys
+  users: Users
+  sessions: Sessions
+  usage: UsageLog
 }
 
 declare module 'fastify' {

@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyServerOptions } from 'fastify'
+import type { FastifyInstance, FastifyRequest, FastifyServerOptions } from 'fastify'
 import pino, { type DestinationStream } from 'pino'
 import type { Config } from './config/schema.js'
 import type { ChatRecord } from './relay/usage.js'
@@ -68,8 +68,11 @@ export function loggerOptions (config: Config): Exclude<FastifyServerOptions['lo
   }
 }
 
+/** Called once per request when the connection is done with it, after its log line. */
+export type RequestDone = (request: FastifyRequest, status: number, durationMs: number) => void
+
 /** One line per request, written when the connection is done with it (finished or aborted). */
-export function requestLogLine (app: FastifyInstance): void {
+export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): void {
   app.decorateRequest('chat', undefined)
   // Callback-style hooks: an async hook costs Fastify a promise and extra ticks per request.
   app.addHook('onRequest', (request, reply, done) => {
@@ -79,10 +82,11 @@ export function requestLogLine (app: FastifyInstance): void {
       const finished = res.writableFinished
       const chat = request.chat
       // Built flat, without spreads: this runs for every request.
+      const status = finished ? res.statusCode : 499
       const line: Record<string, unknown> = {
         method: request.method,
         url: request.url,
-        status: finished ? res.statusCode : 499,
+        status,
         user: request.principal?.sub,
       }
       if (request.principal?.keyId !== undefined) line.apiKey = request.principal.keyId
@@ -95,8 +99,10 @@ export function requestLogLine (app: FastifyInstance): void {
         line.completionTokens = chat.usage?.completionTokens
         if (chat.estimated === true) line.usageEstimated = true
       }
-      line.durationMs = Math.round(performance.now() - started)
+      const durationMs = Math.round(performance.now() - started)
+      line.durationMs = durationMs
       request.log.info(line, finished ? 'request' : 'request aborted by client')
+      onDone?.(request, status, durationMs)
     })
     done()
   })

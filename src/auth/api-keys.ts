@@ -8,6 +8,9 @@ import type { Db } from '../store/database.js'
 
 export const KEY_PREFIX = 'cg_'
 
+/** A key's own limits, on top of its owner's (0 or absent: none of its own). */
+export interface KeyLimits { requestsPerMinute?: number, tokensPerDay?: number, tokensPerMonth?: number }
+
 export interface ApiKey {
   id: string
   /** The first characters of the key, to recognise it in lists. */
@@ -21,14 +24,15 @@ export interface ApiKey {
   createdBy: string
   expiresAt?: string
   revokedAt?: string
+  limits?: KeyLimits
 }
 
 interface Row {
   id: string, prefix: string, owner: string, role: Role, name: string, models: string | null
-  created_at: number, created_by: string, expires_at: number | null, revoked_at: number | null
+  created_at: number, created_by: string, expires_at: number | null, revoked_at: number | null, limits: string | null
 }
 
-export interface NewKey { owner: string, role: Role, name?: string, models?: string[], expiresAt?: Date, createdBy: string }
+export interface NewKey { owner: string, role: Role, name?: string, models?: string[], expiresAt?: Date, createdBy: string, limits?: KeyLimits }
 
 const hashOf = (key: string): string => createHash('sha256').update(key).digest('hex')
 
@@ -44,6 +48,7 @@ function fromRow (row: Row): ApiKey {
     createdBy: row.created_by,
     ...(row.expires_at !== null && { expiresAt: new Date(row.expires_at).toISOString() }),
     ...(row.revoked_at !== null && { revokedAt: new Date(row.revoked_at).toISOString() }),
+    ...(row.limits !== null && { limits: JSON.parse(row.limits) as KeyLimits }),
   }
 }
 
@@ -57,7 +62,7 @@ export class ApiKeys {
 
   constructor (db: Db) {
     this.byHash = db.prepare<[string], Row>('SELECT * FROM api_keys WHERE hash = ?')
-    this.insert = db.prepare('INSERT INTO api_keys (id, prefix, hash, owner, role, name, models, created_at, created_by, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+    this.insert = db.prepare('INSERT INTO api_keys (id, prefix, hash, owner, role, name, models, created_at, created_by, expires_at, limits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
     this.byOwner = db.prepare<[string], Row>('SELECT * FROM api_keys WHERE owner = ? ORDER BY created_at')
     this.all = db.prepare<[], Row>('SELECT * FROM api_keys ORDER BY created_at')
     this.byId = db.prepare<[string], Row>('SELECT * FROM api_keys WHERE id = ?')
@@ -68,7 +73,7 @@ export class ApiKeys {
   create (spec: NewKey): { key: string, record: ApiKey } {
     const key = KEY_PREFIX + randomBytes(32).toString('base64url')
     const id = randomUUID()
-    this.insert.run(id, key.slice(0, 10), hashOf(key), spec.owner, spec.role, spec.name ?? '', spec.models === undefined ? null : JSON.stringify(spec.models), Date.now(), spec.createdBy, spec.expiresAt?.getTime() ?? null)
+    this.insert.run(id, key.slice(0, 10), hashOf(key), spec.owner, spec.role, spec.name ?? '', spec.models === undefined ? null : JSON.stringify(spec.models), Date.now(), spec.createdBy, spec.expiresAt?.getTime() ?? null, spec.limits === undefined ? null : JSON.stringify(spec.limits))
     return { key, record: this.get(id)! }
   }
 

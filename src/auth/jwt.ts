@@ -3,11 +3,11 @@ import fastifyJwt from '@fastify/jwt'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Config, Role } from '../config/schema.js'
 import { GatewayError } from '../errors.js'
-import { KEY_PREFIX, type ApiKeys } from './api-keys.js'
+import { KEY_PREFIX, type ApiKeys, type KeyLimits } from './api-keys.js'
 import { loadJwtKeys } from './keys.js'
 
 /** Who is calling: a user with a JWT, or a program with an API key (acting for its owner). */
-export interface Principal { sub: string, role: Role, keyId?: string, models?: string[] }
+export interface Principal { sub: string, role: Role, keyId?: string, models?: string[], keyLimits?: KeyLimits }
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -77,7 +77,7 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: { config: 
       const found = opts.keys.verify(token)
       if ('problem' in found) throw new GatewayError(401, found.problem, 'invalid_api_key')
       const key = found.key
-      request.principal = { sub: key.owner, role: key.role, keyId: key.id, ...(key.models !== undefined && { models: key.models }) }
+      request.principal = { sub: key.owner, role: key.role, keyId: key.id, ...(key.models !== undefined && { models: key.models }), ...(key.limits !== undefined && { keyLimits: key.limits }) }
       return
     }
     const known = verified.get(token)

@@ -40,11 +40,27 @@ export const AuthSchema = Type.Object({
   }, { additionalProperties: false, default: {}, description: 'Glob patterns of the models each role may use' }),
 }, { additionalProperties: false, default: {} })
 
+const PerRole = (user: number, admin: number, description: string) => Type.Object({
+  user: Type.Integer({ minimum: 0, default: user }),
+  admin: Type.Integer({ minimum: 0, default: admin }),
+}, { additionalProperties: false, default: {}, description: `${description}; 0: no limit` })
+
+const UserLimits = Type.Object({
+  requestsPerMinute: Type.Optional(Type.Integer({ minimum: 0 })),
+  concurrentStreams: Type.Optional(Type.Integer({ minimum: 0 })),
+  tokensPerDay: Type.Optional(Type.Integer({ minimum: 0 })),
+  tokensPerMonth: Type.Optional(Type.Integer({ minimum: 0 })),
+}, { additionalProperties: false })
+
 export const LimitsSchema = Type.Object({
-  requestsPerMinute: Type.Object({
-    user: Type.Integer({ minimum: 0, default: 120 }),
-    admin: Type.Integer({ minimum: 0, default: 1200 }),
-  }, { additionalProperties: false, default: {}, description: 'Per authenticated user; 0 disables the limit' }),
+  requestsPerMinute: PerRole(120, 1200, 'Requests per minute of each user, by role'),
+  concurrentStreams: PerRole(0, 0, 'Chat requests (streamed or not) each user may have running at once, by role'),
+  tokensPerDay: PerRole(0, 0, 'Tokens (prompt + completion) each user may use per UTC day, by role'),
+  tokensPerMonth: PerRole(0, 0, 'Tokens each user may use per UTC calendar month, by role'),
+  roleTokensPerDay: PerRole(0, 0, 'Tokens all users of a role together may use per UTC day'),
+  roleTokensPerMonth: PerRole(0, 0, 'Tokens all users of a role together may use per UTC month'),
+  users: Type.Record(Type.String({ pattern: '^[A-Za-z0-9._@-]+$' }), UserLimits, { default: {}, description: "Per-user overrides of the role's limits, by user name" }),
+  completionEstimate: Type.Integer({ minimum: 1, default: 1024, description: 'Tokens reserved for the answer when a request sets no max_tokens / num_predict' }),
 }, { additionalProperties: false, default: {} })
 
 export const BackendSchema = Type.Object({
@@ -75,8 +91,19 @@ export const LogSchema = Type.Object({
   level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
 }, { additionalProperties: false, default: {} })
 
+export const RedisSchema = Type.Object({
+  url: Type.String({ pattern: '^rediss?://', description: 'redis://[:password@]host:port[/db]; rediss:// for TLS' }),
+  keyPrefix: Type.String({ default: 'chatgate:', description: 'Prefix of every key ChatGate writes' }),
+  onError: Type.Union([Type.Literal('closed'), Type.Literal('open')], {
+    default: 'closed', description: 'Redis unreachable: closed refuses limited requests (503), open lets them through unlimited',
+  }),
+  connectTimeoutMs: Ms(2000, 'Connect timeout; commands fail at once while disconnected'),
+}, { additionalProperties: false, description: 'Limits, reservations and counters shared by several ChatGate replicas' })
+
 export const StoreSchema = Type.Object({
-  dir: Type.String({ minLength: 1, default: 'data', description: 'Where generated secrets live (relative to the working directory)' }),
+  dir: Type.String({ minLength: 1, default: 'data', description: 'The SQLite store (users, keys, usage) and generated secrets (relative to the working directory)' }),
+  usageFlushMs: Type.Integer({ minimum: 10, default: 1000, description: 'Usage records are written in batches at this interval (and on shutdown)' }),
+  redis: Type.Optional(RedisSchema),
 }, { additionalProperties: false, default: {} })
 
 const CertificateFiles = Type.Object({
@@ -134,3 +161,5 @@ export type Config = Static<typeof ConfigSchema>
 export type BackendConfig = Static<typeof BackendSchema>
 export type TlsConfig = Static<typeof TlsSchema>
 export type Role = Static<typeof Role>
+export type UserLimitsConfig = Static<typeof UserLimits>
+export type RedisConfig = Static<typeof RedisSchema>

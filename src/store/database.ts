@@ -20,6 +20,53 @@ const MIGRATIONS: string[] = [
      revoked_at INTEGER
    );
    CREATE INDEX api_keys_owner ON api_keys (owner);`,
+  // Users, login sessions with rotating refresh tokens, per-key limits, usage records.
+  `ALTER TABLE api_keys ADD COLUMN limits TEXT;
+   CREATE UNIQUE INDEX api_keys_owner_name ON api_keys (owner, name) WHERE name <> '' AND revoked_at IS NULL;
+   CREATE TABLE users (
+     name TEXT PRIMARY KEY,
+     email TEXT,
+     role TEXT NOT NULL,
+     enabled INTEGER NOT NULL DEFAULT 1,
+     password_hash TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL
+   );
+   CREATE TABLE sessions (
+     id TEXT PRIMARY KEY,
+     user TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     revoked_at INTEGER
+   );
+   CREATE INDEX sessions_user ON sessions (user);
+   CREATE TABLE refresh_tokens (
+     hash TEXT PRIMARY KEY,
+     session_id TEXT NOT NULL REFERENCES sessions (id),
+     created_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     used_at INTEGER
+   );
+   CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
+   CREATE TABLE usage (
+     id INTEGER PRIMARY KEY,
+     ts INTEGER NOT NULL,
+     day TEXT NOT NULL,
+     user TEXT NOT NULL,
+     role TEXT NOT NULL,
+     key_id TEXT,
+     model TEXT NOT NULL,
+     backend TEXT,
+     endpoint TEXT NOT NULL,
+     prompt_tokens INTEGER NOT NULL,
+     completion_tokens INTEGER NOT NULL,
+     estimated INTEGER NOT NULL DEFAULT 0,
+     duration_ms INTEGER NOT NULL,
+     ttft_ms INTEGER,
+     status INTEGER NOT NULL
+   );
+   CREATE INDEX usage_day ON usage (day);
+   CREATE INDEX usage_user_day ON usage (user, day);`,
 ]
 
 export type Db = Database.Database
