@@ -1,6 +1,5 @@
 import Fastify, { LogController, type FastifyBodyParser, type FastifyInstance } from 'fastify'
 import pino, { type DestinationStream } from 'pino'
-import rateLimit from '@fastify/rate-limit'
 import { ModelAccess } from './auth/access.js'
 import { ApiKeys } from './auth/api-keys.js'
 import { Sessions } from './auth/sessions.js'
@@ -9,9 +8,13 @@ import jwtAuth from './auth/jwt.js'
 import { Pool } from './backends/pool.js'
 import { openDatabase } from './store/database.js'
 import { UsageLog, recordUsage } from './usage/usage-log.js'
+import { LocalQuotaStore } from './usage/quota-local.js'
+import { RedisQuotaStore } from './usage/quota-redis.js'
+import { Quotas } from './usage/quotas.js'
+import { registerRateLimits } from './usage/rate-limits.js'
+import { connectRedis } from './usage/redis.js'
 import type { Config } from './config/schema.js'
 import type { Gateway } from './context.js'
-import { GatewayError } from './errors.js'
 import { installErrorHandlers } from './http-errors.js'
 import { closeIdleSocketsOnClose } from './idle-sockets.js'
 import { logDestination, loggerOptions, requestLogLine } from './logging.js'
@@ -20,6 +23,7 @@ import { httpsOptions, setupTls } from './tls/setup.js'
 import adminTlsRoutes from './routes/admin-tls.js'
 import authRoutes from './routes/auth.js'
 import keyRoutes from './routes/keys.js'
+import limitRoutes from './routes/limits.js'
 import usageRoutes from './routes/usage.js'
 import userRoutes from './routes/users.js'
 import healthRoutes from './routes/health.js'
@@ -60,6 +64,11 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   const pool = new Pool(config)
   const db = openDatabase(config.store.dir)
+  const usage = new UsageLog(db, config.store.usageFlushMs, { log: app.log })
+  const redis = config.store.redis === undefined ? undefined : await connectRedis(config.store.redis, app.log)
+  const quotaStore = redis === undefined
+    ? new LocalQuotaStore(db, () => usage.flush())
+    : new RedisQuotaStore(redis.client, redis.config.keyPrefix, config.limits.holdTimeoutMs)
   const gateway: Gateway = {
     config,
     pool,
@@ -69,15 +78,18 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     keys: new ApiKeys(db),
     users: new Users(db, config.auth.users),
     sessions: new Sessions(db),
-    usage: new UsageLog(db, config.store.usageFlushMs),
+    usage,
+    quotas: new Quotas(config.limits, quotaStore, (err) => redis?.failed(err)),
   }
   app.decorate('gateway', gateway)
   const closeIdleSockets = closeIdleSocketsOnClose(app.server)
   app.addHook('preClose', async () => { closeIdleSockets() })
   app.addHook('onClose', async () => {
     await pool.close()
+    await gateway.quotas.close()
+    await redis?.close()
     // Records of requests that just finished are written before the store closes.
-    gateway.usage.close()
+    usage.close()
     db.close()
     ownLog?.close()
   })
@@ -96,18 +108,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   requestLogLine(app, recordUsage(gateway.usage))
   installErrorHandlers(app)
-  await app.register(jwtAuth, { config, keys: gateway.keys })
-  const perMinute = config.limits.requestsPerMinute
-  await app.register(rateLimit, {
-    global: true,
-    hook: 'preHandler',
-    timeWindow: 60_000,
-    keyGenerator: (request) => request.principal?.sub ?? request.ip,
-    max: (request) => perMinute[request.principal?.role ?? 'user'] || Number.MAX_SAFE_INTEGER,
-    errorResponseBuilder: (request, context) => new GatewayError(429,
-      `rate limit exceeded: ${context.max} requests per minute for ${request.principal === null ? 'this client' : `role '${request.principal.role}'`}; retry in ${context.after}`,
-      'rate_limit_exceeded', Math.ceil(context.ttl / 1000)),
-  })
+  await app.register(jwtAuth, { config, keys: gateway.keys, users: gateway.users, sessions: gateway.sessions })
+  await registerRateLimits(app, config, redis)
 
   await app.register(healthRoutes)
   await app.register(authRoutes)
@@ -116,6 +118,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(ollamaModelRoutes)
   await app.register(adminTlsRoutes)
   await app.register(keyRoutes)
+  await app.register(limitRoutes)
   await app.register(userRoutes)
   await app.register(usageRoutes)
 

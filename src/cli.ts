@@ -5,6 +5,8 @@ import { hashPassword } from './auth/passwords.js'
 import { parseTtl } from './auth/ttl.js'
 import { ConfigError, configPathFrom, loadConfig } from './config/load.js'
 import { KEYS_HELP, KeysUsageError, runKeys } from './cli-keys.js'
+import { USERS_HELP, UsersUsageError, runUsers } from './cli-users.js'
+import { GatewayError } from './errors.js'
 import { serve } from './server.js'
 import { manualCertificateProblems } from './tls/material.js'
 
@@ -19,6 +21,7 @@ Commands:
   hash-password   read a password from stdin and print its scrypt hash (for auth.users)
   token           print a JWT signed with the configured key
   keys            create, list and revoke API keys
+  users           add, list, enable, disable users and reset their passwords
 
 Run "chatgate <command> --help" for a command's options.`,
   serve: `Usage: chatgate serve [--config FILE]
@@ -36,6 +39,7 @@ to paste into auth.users[].passwordHash.`,
 Prints a JWT for NAME with the given role, signed with the key the config names (the generated
 secret under store.dir when none is configured). TTL: a number and s, m, h or d.`,
   keys: KEYS_HELP,
+  users: USERS_HELP,
 }
 
 const OPTIONS = {
@@ -47,6 +51,10 @@ const OPTIONS = {
   sub: { type: 'string' },
   role: { type: 'string' },
   ttl: { type: 'string' },
+  email: { type: 'string' },
+  rpm: { type: 'string' },
+  'tokens-per-day': { type: 'string' },
+  'tokens-per-month': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const
 
@@ -81,7 +89,7 @@ export async function main (argv: string[]): Promise<number> {
     return command === undefined ? 1 : 0
   }
   if (!(command in HELP) || command === 'main') throw new UsageError(`unknown command "${command}"\n\n${HELP.main}`)
-  const { values, positionals } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: command === 'keys' })
+  const { values, positionals } = parseArgs({ args: rest, options: OPTIONS, strict: true, allowPositionals: command === 'keys' || command === 'users' })
   if (values.help === true) {
     process.stdout.write(HELP[command] + '\n')
     return 0
@@ -108,6 +116,9 @@ export async function main (argv: string[]): Promise<number> {
     case 'keys':
       process.stdout.write(runKeys(configFile, positionals, values) + '\n')
       return 0
+    case 'users':
+      process.stdout.write(await runUsers(configFile, positionals, values, readStdin) + '\n')
+      return 0
     default:
       await printToken(configFile, values.sub, values.role, values.ttl ?? '1h')
       return 0
@@ -116,11 +127,15 @@ export async function main (argv: string[]): Promise<number> {
 
 const packageVersion = (): string => (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
+/** Errors whose message is all the user needs (no stack): bad usage, and the store refusing (unknown user, duplicate name). */
+const isUserMistake = (err: unknown): boolean => err instanceof UsageError || err instanceof KeysUsageError || err instanceof UsersUsageError ||
+  err instanceof GatewayError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true
+
 main(process.argv.slice(2)).then((code) => {
   if (code >= 0) process.exitCode = code
 }, (err: unknown) => {
   if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`)
-  else if (err instanceof UsageError || err instanceof KeysUsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) process.stderr.write(`chatgate ${packageVersion()}: ${(err as Error).message}\n`)
+  else if (isUserMistake(err)) process.stderr.write(`chatgate ${packageVersion()}: ${(err as Error).message}\n`)
   else process.stderr.write(`chatgate: ${(err as Error).stack ?? String(err)}\n`)
   process.exitCode = err instanceof ConfigError ? 2 : 1
 })

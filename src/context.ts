@@ -6,6 +6,7 @@ import type { Pool } from './backends/pool.js'
 import type { Config } from './config/schema.js'
 import type { RelayOptions } from './relay/chat.js'
 import type { Db } from './store/database.js'
+import type { Quotas } from './usage/quotas.js'
 import type { UsageLog } from './usage/usage-log.js'
 
 /** What routes need from the running gateway. */
@@ -19,6 +20,7 @@ export interface Gateway {
   users: Users
   sessions: Sessions
   usage: UsageLog
+  quotas: Quotas
 }
 
 declare module 'fastify' {

@@ -98,6 +98,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
         line.promptTokens = chat.usage?.promptTokens
         line.completionTokens = chat.usage?.completionTokens
         if (chat.estimated === true) line.usageEstimated = true
+        if (chat.streamFailed === true) line.streamFailed = true
       }
       const durationMs = Math.round(performance.now() - started)
       line.durationMs = durationMs

@@ -14,7 +14,10 @@ async function setup (t: Test, dir = mkdtempSync(join(tmpdir(), 'chatgate-keys-'
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const o = await OllamaEmulator.start({ models: ['llama3.2:latest', 'qwen3:8b'] })
   t.teardown(() => o.close())
-  return { gw: await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], { store: { dir } }), o, dir }
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], { store: { dir } })
+  // Admin-made keys need a known owner: the users the tests give keys to, in the store.
+  await Promise.all(['alice', 'bob', 'carol', 'dave'].map((name) => gw.app.gateway.users.add({ name, password: `${name}-password` })))
+  return { gw, o, dir }
 }
 
 async function call (gw: Gateway, method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number, json: any }> {

@@ -142,7 +142,7 @@ t.test('requests per minute per user, per role; 429 + Retry-After in the caller\
   t.equal(openai.status, 429)
   t.ok(Number(openai.headers.get('retry-after')) > 0)
   t.equal(openai.body.error.type, 'rate_limit_error')
-  t.match(openai.body.error.message, /2 requests per minute for role 'user'/)
+  t.match(openai.body.error.message, /2 requests per minute for user 'alice'/)
   const ollama = await status(`${gw.url}/api/tags`, alice)
   t.equal(ollama.status, 429)
   t.match(ollama.body.error, /rate limit exceeded/)

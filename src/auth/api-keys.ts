@@ -1,5 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import type { Role } from '../config/schema.js'
+import { GatewayError } from '../errors.js'
+import type { Users } from './users.js'
 import type { Db } from '../store/database.js'
 
 // API keys for programs: `cg_` and 43 random characters, shown once at creation. Only a SHA-256
@@ -32,9 +34,30 @@ interface Row {
   created_at: number, created_by: string, expires_at: number | null, revoked_at: number | null, limits: string | null
 }
 
+/** What a key lets its caller act as: its owner, with the key's role, model list and limits. */
+export interface KeyGrant { sub: string, role: Role, keyId: string, models?: string[], keyLimits?: KeyLimits }
+
+type CheckRow = Pick<Row, 'id' | 'owner' | 'role' | 'models' | 'limits' | 'expires_at' | 'revoked_at'>
+
+const GRANT_CACHE_SIZE = 10_000
+
 export interface NewKey { owner: string, role: Role, name?: string, models?: string[], expiresAt?: Date, createdBy: string, limits?: KeyLimits }
 
 const hashOf = (key: string): string => createHash('sha256').update(key).digest('hex')
+/** `{}` stores as no limits, so that lists show `limits` only on keys that have some. */
+const limitsText = (limits: KeyLimits | undefined): string | null =>
+  limits === undefined || Object.keys(limits).length === 0 ? null : JSON.stringify(limits)
+
+/**
+ * The role of a new key for `owner`, who must be a known user (store or config file): the owner's
+ * role by default, never more than it. `unknown user` and a too-high role are bad input (400).
+ */
+export function keyRole (users: Users, owner: string, requested: Role | undefined): Role {
+  const user = users.get(owner)
+  if (user === undefined) throw new GatewayError(400, `unknown user '${owner}'`, 'unknown_user')
+  if (requested === 'admin' && user.role !== 'admin') throw new GatewayError(400, `a key's role cannot exceed its owner's: '${owner}' is a user`, 'invalid_request')
+  return requested ?? user.role
+}
 
 function fromRow (row: Row): ApiKey {
   return {
@@ -53,27 +76,39 @@ function fromRow (row: Row): ApiKey {
 }
 
 export class ApiKeys {
-  private readonly byHash
   private readonly insert
   private readonly byOwner
   private readonly all
   private readonly byId
   private readonly revokeStatement
+  private readonly checkStatement
+  private readonly grants = new Map<string, KeyGrant>()
 
   constructor (db: Db) {
-    this.byHash = db.prepare<[string], Row>('SELECT * FROM api_keys WHERE hash = ?')
     this.insert = db.prepare('INSERT INTO api_keys (id, prefix, hash, owner, role, name, models, created_at, created_by, expires_at, limits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
     this.byOwner = db.prepare<[string], Row>('SELECT * FROM api_keys WHERE owner = ? ORDER BY created_at')
     this.all = db.prepare<[], Row>('SELECT * FROM api_keys ORDER BY created_at')
     this.byId = db.prepare<[string], Row>('SELECT * FROM api_keys WHERE id = ?')
     this.revokeStatement = db.prepare('UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL')
+    this.checkStatement = db.prepare<[string], CheckRow>('SELECT id, owner, role, models, limits, expires_at, revoked_at FROM api_keys WHERE hash = ?')
   }
 
-  /** Creates a key; the returned `key` is the only time it is seen. */
+  /**
+   * Creates a key; the returned `key` is the only time it is seen. 409 when the owner already has
+   * an active key of that name (a unique index says so, also against a CLI running alongside).
+   */
   create (spec: NewKey): { key: string, record: ApiKey } {
     const key = KEY_PREFIX + randomBytes(32).toString('base64url')
     const id = randomUUID()
-    this.insert.run(id, key.slice(0, 10), hashOf(key), spec.owner, spec.role, spec.name ?? '', spec.models === undefined ? null : JSON.stringify(spec.models), Date.now(), spec.createdBy, spec.expiresAt?.getTime() ?? null, spec.limits === undefined ? null : JSON.stringify(spec.limits))
+    try {
+      this.insert.run(id, key.slice(0, 10), hashOf(key), spec.owner, spec.role, spec.name ?? '', spec.models === undefined ? null : JSON.stringify(spec.models), Date.now(), spec.createdBy, spec.expiresAt?.getTime() ?? null, limitsText(spec.limits))
+    } catch (err) {
+      // The only other unique columns are a random id and the hash of 256 random bits.
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new GatewayError(409, `an active API key named '${spec.name}' already exists for ${spec.owner}`, 'key_name_taken')
+      }
+      throw err
+    }
     return { key, record: this.get(id)! }
   }
 
@@ -91,12 +126,24 @@ export class ApiKeys {
     return this.revokeStatement.run(Date.now(), id).changes === 1
   }
 
-  /** The key's record when it is valid now; the reason otherwise. */
-  verify (key: string): { key: ApiKey } | { problem: string } {
-    const row = this.byHash.get(hashOf(key))
-    if (row === undefined) return { problem: 'invalid API key' }
-    if (row.revoked_at !== null) return { problem: 'API key revoked' }
-    if (row.expires_at !== null && row.expires_at <= Date.now()) return { problem: 'API key expired' }
-    return { key: fromRow(row) }
+  /**
+   * What a valid key grants, or why it is refused. Every request asks the store (a revocation
+   * holds from the next request); what a key grants never changes after creation, so it is
+   * built once per key and reused.
+   */
+  verify (key: string): KeyGrant | string {
+    const row = this.checkStatement.get(hashOf(key))
+    if (row === undefined) return 'invalid API key'
+    if (row.revoked_at !== null) return 'API key revoked'
+    if (row.expires_at !== null && row.expires_at <= Date.now()) return 'API key expired'
+    let grant = this.grants.get(row.id)
+    if (grant === undefined) {
+      if (this.grants.size >= GRANT_CACHE_SIZE) this.grants.delete(this.grants.keys().next().value!)
+      grant = { sub: row.owner, role: row.role, keyId: row.id }
+      if (row.models !== null) grant.models = JSON.parse(row.models) as string[]
+      if (row.limits !== null) grant.keyLimits = JSON.parse(row.limits) as KeyLimits
+      this.grants.set(row.id, grant)
+    }
+    return grant
   }
 }

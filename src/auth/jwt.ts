@@ -5,13 +5,19 @@ import type { Config, Role } from '../config/schema.js'
 import { GatewayError } from '../errors.js'
 import { KEY_PREFIX, type ApiKeys, type KeyLimits } from './api-keys.js'
 import { loadJwtKeys } from './keys.js'
+import { REFRESH_PREFIX, type Sessions } from './sessions.js'
+import { DISABLED, ROLE_USER, type Users } from './users.js'
 
-/** Who is calling: a user with a JWT, or a program with an API key (acting for its owner). */
-export interface Principal { sub: string, role: Role, keyId?: string, models?: string[], keyLimits?: KeyLimits }
+/**
+ * Who is calling: a user with a JWT, or a program with an API key (acting for its owner).
+ * `sid`: the login session of the JWT (none for `chatgate token` tokens and API keys).
+ */
+export interface Principal { sub: string, role: Role, keyId?: string, models?: string[], keyLimits?: KeyLimits, sid?: string }
 
 declare module 'fastify' {
   interface FastifyInstance {
-    issueToken: (sub: string, role: Role, ttlSeconds: number) => { token: string, expiresAt: Date }
+    /** Signs an access token; with `sid`, it lives and dies with that login session. */
+    issueToken: (sub: string, role: Role, ttlSeconds: number, sid?: string) => { token: string, expiresAt: Date }
   }
   interface FastifyRequest { principal: Principal }
   interface FastifyContextConfig { public?: boolean }
@@ -20,9 +26,10 @@ declare module 'fastify' {
 const VERIFIED_CACHE_SIZE = 10_000
 const BEARER = /^Bearer +([^\s]+) *$/i
 
-function toAuthError (err: unknown): GatewayError {
+function toAuthError (err: unknown, token: string): GatewayError {
   const code = (err as { code?: string }).code
   if (code === 'FAST_JWT_EXPIRED') return new GatewayError(401, 'token expired', 'token_expired')
+  if (token.startsWith(REFRESH_PREFIX)) return new GatewayError(401, 'a refresh token is not an access token: POST it to /auth/refresh', 'invalid_api_key')
   return new GatewayError(401, 'invalid token', 'invalid_api_key')
 }
 
@@ -37,11 +44,22 @@ function bearerToken (request: FastifyRequest): string {
   return match[1]!
 }
 
+/** The store's parts; without them (as in `chatgate token`), only signatures are checked. */
+export interface JwtAuthOptions {
+  config: Config
+  keys?: ApiKeys
+  users?: Users
+  sessions?: Sessions
+}
+
 /**
  * Every route needs a valid JWT unless its route config says `public: true`. The algorithm is
  * pinned (no `alg: none`, no HS/RS confusion), `exp` is required, `iss`/`aud` when configured.
+ * On every request, also for tokens already verified, the store says whether the user is still
+ * enabled (and still an admin) and whether the token's session is still live: a primary-key
+ * lookup each, so that disabling, demoting and logging out hold from the next request on.
  */
-export default fp(async function jwtAuth (app: FastifyInstance, opts: { config: Config, keys?: ApiKeys }) {
+export default fp(async function jwtAuth (app: FastifyInstance, opts: JwtAuthOptions) {
   const jwt = opts.config.auth.jwt
   const keys = loadJwtKeys(opts.config)
   await app.register(fastifyJwt, {
@@ -55,9 +73,9 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: { config: 
     },
   })
 
-  app.decorate('issueToken', (sub: string, role: Role, ttlSeconds: number) => {
+  app.decorate('issueToken', (sub: string, role: Role, ttlSeconds: number, sid?: string) => {
     if (!keys.canSign) throw new GatewayError(503, `issuing tokens needs auth.jwt.privateKeyFile for ${jwt.algorithm}`, 'not_configured')
-    const token = app.jwt.sign({ sub, role }, { expiresIn: ttlSeconds })
+    const token = app.jwt.sign(sid === undefined ? { sub, role } : { sub, role, sid }, { expiresIn: ttlSeconds })
     return { token, expiresAt: new Date((Math.floor(Date.now() / 1000) + ttlSeconds) * 1000) }
   })
 
@@ -69,34 +87,53 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: { config: 
     verified.set(token, { principal, expiresAt })
   }
 
+  const { users, sessions } = opts
+  /**
+   * The principal as the store sees it now: refused when disabled or logged out, capped when
+   * demoted. The account comes first: disabling also ends the sessions, and "account disabled"
+   * says more than "session ended".
+   */
+  const standing = (principal: Principal): Principal => {
+    const now = users?.standing(principal.sub)
+    if (now === DISABLED) throw new GatewayError(401, 'account disabled', 'account_disabled')
+    if (principal.sid !== undefined && sessions !== undefined && !sessions.isLive(principal.sid)) {
+      throw new GatewayError(401, 'session ended', 'session_ended')
+    }
+    // An admin made a user since the token or key was issued: it acts as a user from now on.
+    if (now === ROLE_USER && principal.role === 'admin') return { ...principal, role: 'user' }
+    return principal
+  }
+
   app.decorateRequest('principal', null as unknown as Principal)
   const authenticate = (request: FastifyRequest): void => {
     if (request.routeOptions.config.public === true) return
     const token = bearerToken(request)
     if (token.startsWith(KEY_PREFIX) && opts.keys !== undefined) {
-      const found = opts.keys.verify(token)
-      if ('problem' in found) throw new GatewayError(401, found.problem, 'invalid_api_key')
-      const key = found.key
-      request.principal = { sub: key.owner, role: key.role, keyId: key.id, ...(key.models !== undefined && { models: key.models }), ...(key.limits !== undefined && { keyLimits: key.limits }) }
+      const grant = opts.keys.verify(token)
+      if (typeof grant === 'string') throw new GatewayError(401, grant, 'invalid_api_key')
+      request.principal = standing(grant)
       return
     }
     const known = verified.get(token)
     if (known !== undefined && known.expiresAt > Date.now()) {
-      request.principal = known.principal
+      request.principal = standing(known.principal)
       return
     }
-    let claims: { sub?: unknown, role?: unknown, exp?: unknown }
+    let claims: { sub?: unknown, role?: unknown, exp?: unknown, sid?: unknown }
     try {
       claims = app.jwt.verify(token)
     } catch (err) {
-      throw toAuthError(err)
+      throw toAuthError(err, token)
     }
-    const { sub, role } = claims
+    const { sub, role, sid } = claims
     if (typeof sub !== 'string' || sub === '' || (role !== 'user' && role !== 'admin')) {
       throw new GatewayError(401, 'token must carry a sub and a role of "user" or "admin"', 'invalid_api_key')
     }
-    request.principal = { sub, role }
-    remember(token, request.principal, Number(claims.exp) * 1000)
+    if (sid !== undefined && (typeof sid !== 'string' || sid === '')) throw new GatewayError(401, 'token sid must be a session id', 'invalid_api_key')
+    const principal: Principal = sid === undefined ? { sub, role } : { sub, role, sid }
+    // Remembered before the store check: the signature stays valid, the standing is asked each time.
+    remember(token, principal, Number(claims.exp) * 1000)
+    request.principal = standing(principal)
   }
   // Callback style: verification is synchronous, and an async hook costs a promise per request.
   app.addHook('onRequest', (request, _reply, done) => {

@@ -34,6 +34,7 @@ export const AuthSchema = Type.Object({
   jwt: JwtSchema,
   users: Type.Array(UserSchema, { default: [] }),
   loginPerMinute: Type.Integer({ minimum: 1, default: 10, description: 'Login attempts per client IP per minute' }),
+  refreshTokenTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '30d', description: 'a duration like 30d (s, m, h, d): the lifetime of refresh tokens from /auth/login, started again by each /auth/refresh' }),
   modelAccess: Type.Object({
     user: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),
     admin: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),
@@ -59,8 +60,9 @@ export const LimitsSchema = Type.Object({
   tokensPerMonth: PerRole(0, 0, 'Tokens each user may use per UTC calendar month, by role'),
   roleTokensPerDay: PerRole(0, 0, 'Tokens all users of a role together may use per UTC day'),
   roleTokensPerMonth: PerRole(0, 0, 'Tokens all users of a role together may use per UTC month'),
-  users: Type.Record(Type.String({ pattern: '^[A-Za-z0-9._@-]+$' }), UserLimits, { default: {}, description: "Per-user overrides of the role's limits, by user name" }),
+  users: Type.Record(Type.String({ pattern: '^[A-Za-z0-9._@-]+$' }), UserLimits, { default: {}, additionalProperties: false, description: "Per-user overrides of the role's limits, by user name" }),
   completionEstimate: Type.Integer({ minimum: 1, default: 1024, description: 'Tokens reserved for the answer when a request sets no max_tokens / num_predict' }),
+  holdTimeoutMs: Type.Integer({ minimum: 1000, default: 3_600_000, description: 'With Redis: how long the holds of a replica that died keep counting (longer chats stop counting as running after this)' }),
 }, { additionalProperties: false, default: {} })
 
 export const BackendSchema = Type.Object({
@@ -92,7 +94,7 @@ export const LogSchema = Type.Object({
 }, { additionalProperties: false, default: {} })
 
 export const RedisSchema = Type.Object({
-  url: Type.String({ pattern: '^rediss?://', description: 'redis://[:password@]host:port[/db]; rediss:// for TLS' }),
+  url: Type.String({ pattern: '^(rediss?|unix)://', description: 'redis://[:password@]host:port[/db]; rediss:// for TLS; unix:///path/to/redis.sock' }),
   keyPrefix: Type.String({ default: 'chatgate:', description: 'Prefix of every key ChatGate writes' }),
   onError: Type.Union([Type.Literal('closed'), Type.Literal('open')], {
     default: 'closed', description: 'Redis unreachable: closed refuses limited requests (503), open lets them through unlimited',

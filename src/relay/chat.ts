@@ -81,6 +81,7 @@ export async function relayChat (opts: RelayOptions, job: ChatJob, reply: Fastif
     if (client.gone) return
     const error = err instanceof GatewayError ? err : new GatewayError(502, `gateway error: ${(err as Error).message}`, 'upstream_error')
     if (!client.started) throw error
+    record.streamFailed = true
     client.end(errorFrame(job.surface, error))
   } finally {
     client.stopHeartbeat()

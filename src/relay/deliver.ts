@@ -37,6 +37,7 @@ async function upstreamFailed (d: Delivery, err: unknown): Promise<never> {
   const failure = connectionFailure(d.backend, err)
   // Nothing reached the client yet: another backend may still answer.
   if (!d.client.contentSent) throw failure
+  d.record.streamFailed = true
   await d.client.write(errorFrame(d.surface, new GatewayError(502, `backend ${d.backend.name} failed mid-stream: ${failure.error.message}`, 'upstream_error')))
   throw new StreamClosed()
 }
@@ -103,6 +104,7 @@ async function passNdjson (d: Delivery): Promise<void> {
         done ||= step.done === true
         failed ||= step.error !== undefined
       }
+      d.record.pieces = pieces
       if (done || failed) pending.push(lines)
       else await writeFrames(d, [lines])
     }
@@ -111,6 +113,7 @@ async function passNdjson (d: Delivery): Promise<void> {
     await upstreamFailed(d, err)
   }
   if (done) usageOrEstimate(reader.usage, d.request, pieces, d.record)
+  if (!done) d.record.streamFailed = true
   finish(d, pending, done || failed ? '' : ollamaStreamError(TRUNCATED))
 }
 
@@ -145,10 +148,12 @@ async function passSse (d: Delivery): Promise<void> {
       if (event.includes('"finish_reason":"') || event.includes('"finish_reason": "')) finished = true
       out.push(event)
     }
+    d.record.pieces = pieces
     if (failed || done) pending.push(...out)
     else await writeFrames(d, out)
   }
   usageOrEstimate(reader.usage, d.request, pieces, d.record)
+  if (failed || (!done && !finished)) d.record.streamFailed = true
   finish(d, pending, failed || done ? '' : finished ? 'data: [DONE]\n\n' : openaiStreamError(502, TRUNCATED, 'upstream_error'))
 }
 
@@ -173,16 +178,19 @@ async function translateStream (d: Delivery): Promise<void> {
       }
       if (step.error !== undefined) {
         if (out === '') refuseBeforeContent(d, step.error)
+        d.record.streamFailed = true
         finish(d, out, errorFrame(d.surface, new GatewayError(502, step.error, 'upstream_error')))
         return
       }
       finished ||= step.done === true
     }
+    d.record.pieces = pieces
     if (finished) pending += out
     else await writeFrames(d, out)
   }
   const reason = reader.finishReason
   if (!finished && (fromOllama || reason === undefined)) {
+    d.record.streamFailed = true
     finish(d, pending, errorFrame(d.surface, new GatewayError(502, TRUNCATED, 'upstream_error')))
     return
   }

@@ -9,13 +9,37 @@ export interface ChatRecord {
   /** Usage was estimated because the backend reported none. */
   estimated?: boolean
   attempts: number
+  /** The answer began (HTTP 200) but ended with the protocol's error form. */
+  streamFailed?: boolean
+  /** Answer pieces (stream frames) written so far: what an aborted stream is charged for. */
+  pieces?: number
+  /** The handler still runs: usage is recorded when it has settled the figures (`settled`). */
+  inFlight?: boolean
+  onSettled?: () => void
+}
+
+/** Runs `fn` once the request's figures are final: now, or when its handler settles them. */
+export function whenSettled (record: ChatRecord, fn: () => void): void {
+  if (record.inFlight === true) record.onSettled = fn
+  else fn()
+}
+
+/** The handler is done with the figures: whoever waits for them may go on. */
+export function settled (record: ChatRecord): void {
+  record.inFlight = false
+  record.onSettled?.()
 }
 
 // Backends that report no usage still get counted: about four characters a token for the prompt,
 // one token a streamed piece for the answer.
-function estimatePromptTokens (request: ChatRequest): number {
+export function estimatePromptTokens (request: ChatRequest): number {
   const chars = request.messages.reduce((n, m) => n + m.content.length, 0)
   return Math.max(1, Math.ceil(chars / 4))
+}
+
+/** Embedding inputs, by the same rule. */
+export function estimateInputTokens (input: string[]): number {
+  return Math.max(1, Math.ceil(input.reduce((n, text) => n + text.length, 0) / 4))
 }
 
 export function usageOrEstimate (reported: Usage | undefined, request: ChatRequest, completionTokens: number, record: ChatRecord): Usage {

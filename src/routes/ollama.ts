@@ -4,10 +4,11 @@ import {
   OllamaChatBody, OllamaEmbedBody, OllamaGenerateBody, OllamaLegacyEmbeddingsBody,
   decodeOllamaChat, decodeOllamaEmbed, decodeOllamaGenerate,
 } from '../protocols/ollama/request.js'
-import { chatHandler } from './chat-handler.js'
+import { chatHandler, underQuota } from './chat-handler.js'
 import { clientSignal } from '../relay/client-stream.js'
 import { relayEmbed } from '../relay/embed.js'
 import { resolveModel } from '../relay/resolve.js'
+import { estimateInputTokens } from '../relay/usage.js'
 
 /** The Ollama-compatible chat surface: /api/chat, /api/generate, /api/embed, /api/embeddings. */
 export default async function ollamaRoutes (app: FastifyInstance): Promise<void> {
@@ -18,15 +19,16 @@ export default async function ollamaRoutes (app: FastifyInstance): Promise<void>
 
   app.post<{ Body: OllamaEmbedBody }>('/api/embed', { schema: { body: OllamaEmbedBody } }, async (request, reply) => {
     const model = resolveModel(pool, access, request.principal, request.body.model)
-    request.chat = { model, attempts: 0 }
-    return relayEmbed(pool, relay.retries, { kind: 'embed', request: decodeOllamaEmbed(request.body), body: request.body, model }, clientSignal(reply), request.chat)
+    const job = { kind: 'embed' as const, request: decodeOllamaEmbed(request.body), body: request.body, model }
+    return underQuota(app.gateway, request, reply, model, estimateInputTokens(job.request.input), 0, (record) =>
+      relayEmbed(pool, relay.retries, job, clientSignal(reply), record))
   })
 
   app.post<{ Body: OllamaLegacyEmbeddingsBody }>('/api/embeddings', { schema: { body: OllamaLegacyEmbeddingsBody } }, async (request, reply) => {
     const model = resolveModel(pool, access, request.principal, request.body.model)
     if (request.body.prompt === '') throw new GatewayError(400, 'prompt must not be empty')
-    request.chat = { model, attempts: 0 }
     const job = { kind: 'embeddings' as const, request: { model: request.body.model, input: [request.body.prompt] }, body: request.body, model }
-    return relayEmbed(pool, relay.retries, job, clientSignal(reply), request.chat)
+    return underQuota(app.gateway, request, reply, model, estimateInputTokens(job.request.input), 0, (record) =>
+      relayEmbed(pool, relay.retries, job, clientSignal(reply), record))
   })
 }

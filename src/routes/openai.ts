@@ -4,7 +4,8 @@ import { OpenAIChatBody, OpenAIEmbeddingsBody, decodeOpenAIChat, decodeOpenAIEmb
 import { clientSignal } from '../relay/client-stream.js'
 import { relayEmbed } from '../relay/embed.js'
 import { resolveModel } from '../relay/resolve.js'
-import { chatHandler } from './chat-handler.js'
+import { estimateInputTokens } from '../relay/usage.js'
+import { chatHandler, underQuota } from './chat-handler.js'
 import { listModels } from './listing.js'
 
 /** The OpenAI-compatible surface: /v1/chat/completions, /v1/embeddings, /v1/models. */
@@ -15,9 +16,9 @@ export default async function openaiRoutes (app: FastifyInstance): Promise<void>
 
   app.post<{ Body: OpenAIEmbeddingsBody }>('/v1/embeddings', { schema: { body: OpenAIEmbeddingsBody } }, async (request, reply) => {
     const model = resolveModel(pool, access, request.principal, request.body.model)
-    request.chat = { model, attempts: 0 }
     const job = { kind: 'openai' as const, request: decodeOpenAIEmbeddings(request.body), body: request.body, model }
-    return relayEmbed(pool, relay.retries, job, clientSignal(reply), request.chat)
+    return underQuota(app.gateway, request, reply, model, estimateInputTokens(job.request.input), 0, (record) =>
+      relayEmbed(pool, relay.retries, job, clientSignal(reply), record))
   })
 
   app.get('/v1/models', async (request) => {

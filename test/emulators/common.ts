@@ -22,6 +22,7 @@ export interface EmulatorMode {
   httpError?: { status: number; message: string }
   replyTokens?: string[]
   holdOpen?: boolean
+  gate?: Promise<void> // answers wait for it before their first token (tests open it when they choose)
 }
 
 // ---------- JSON encoders ----------
@@ -208,6 +209,7 @@ export async function runStream(ex: Exchange, mode: EmulatorMode, plan: StreamPl
     if (!started) { res.writeHead(200, plan.headers); started = true }
   }
   if (plan.flushHeadersFirst) { start(); res.flushHeaders() }
+  if (mode.gate) await mode.gate
   if (!(await ex.sleep(mode.firstTokenDelayMs ?? 0))) return
   const frames = [...plan.head, ...plan.content, ...plan.tail]
   let wrote = false
@@ -235,6 +237,7 @@ export async function runStream(ex: Exchange, mode: EmulatorMode, plan: StreamPl
 
 /** A single (non-streamed) answer under the same mode rules; `chunks` = content chunks it stands for. */
 export async function runOnce(ex: Exchange, mode: EmulatorMode, chunks: number, fail: () => void, ok: () => void): Promise<void> {
+  if (mode.gate) await mode.gate
   if (!(await ex.sleep(mode.firstTokenDelayMs ?? 0))) return
   if (mode.holdOpen) return ex.untilClosed()
   if (mode.dropAfterChunks !== undefined && mode.dropAfterChunks <= chunks) return ex.drop()

@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto'
+import type { FastifyReply } from 'fastify'
+import type { Principal } from '../auth/jwt.js'
+import type { Config } from '../config/schema.js'
+import { GatewayError } from '../errors.js'
+import type { ChatRecord } from '../relay/usage.js'
+import { anyQuota, countersFor, windowsAt, type Counter } from './quota-counters.js'
+import type { QuotaStore } from './quota-store.js'
+
+// Token quotas and concurrent chats. Before the call a request holds an estimate (prompt
+// estimate + its max_tokens, or limits.completionEstimate) on every counter that applies, all
+// or none; after it, the hold is replaced by the tokens really used, or dropped when nothing
+// was produced. So concurrent requests never spend the same tokens twice.
+
+export interface QuotaStatus { limit: string, kind: 'tokens' | 'streams', max: number, used: number, held: number, remaining: number, resetsAt?: string }
+
+/** A request's hold on its counters, to settle once its usage is known. */
+export interface Hold {
+  settle: (record: ChatRecord, promptEstimate: number) => Promise<void>
+}
+
+function inWords (ms: number): string {
+  const minutes = Math.ceil(ms / 60_000)
+  if (minutes < 60) return `${minutes} min`
+  const hours = Math.floor(minutes / 60)
+  return hours < 48 ? `${hours} h ${minutes % 60} min` : `${Math.ceil(hours / 24)} days`
+}
+
+function refusal (counter: Counter, held: number, amount: number, now: number): GatewayError {
+  if (counter.kind === 'streams') {
+    return new GatewayError(429, `too many requests at once: ${counter.label} allows ${counter.limit}; retry when one has finished`, 'rate_limit_exceeded', 1)
+  }
+  const wait = counter.resetsAt! - now
+  const retryAfter = Math.ceil(wait / 1000)
+  if (amount > counter.limit) {
+    return new GatewayError(429, `token quota exceeded: this request may use up to ${amount} tokens, more than the whole quota of ${counter.limit} ${counter.label}; ask for fewer tokens (max_tokens / num_predict)`, 'insufficient_quota', retryAfter)
+  }
+  return new GatewayError(429, `token quota exceeded: ${counter.label} is ${counter.limit}; ${held} used or held by running requests, this request may use up to ${amount}; resets in ${inWords(wait)}`, 'insufficient_quota', retryAfter)
+}
+
+const COUNTER_CACHE_SIZE = 10_000
+
+export class Quotas {
+  private readonly configured: boolean
+  // Hold ids: unique across replicas (Redis keeps them) without a random UUID per request.
+  private readonly idPrefix = `${randomUUID()}-`
+  private holds = 0
+  /** Counters by caller, until the day's window ends (their keys and labels name the window). */
+  private readonly counters = new Map<string, { counters: Counter[], until: number }>()
+
+  /** `failed` says what a store error means (Redis down): a refusal, or undefined to let the request through. */
+  constructor (
+    private readonly limits: Config['limits'],
+    private readonly store: QuotaStore,
+    private readonly failed: (err: unknown) => GatewayError | undefined,
+  ) {
+    this.configured = anyQuota(limits)
+  }
+
+  private countersOf (principal: Principal, now: number): Counter[] {
+    const id = `${principal.role}:${principal.keyId ?? ''}:${principal.sub}`
+    const known = this.counters.get(id)
+    if (known !== undefined && now < known.until) return known.counters
+    const counters = countersFor(this.limits, principal, now)
+    if (this.counters.size >= COUNTER_CACHE_SIZE) this.counters.delete(this.counters.keys().next().value!)
+    this.counters.set(id, { counters, until: windowsAt(now).dayEnd })
+    return counters
+  }
+
+  /** The completion tokens a request may produce, for its reservation. */
+  completionBound (maxTokens: number | undefined): number {
+    return maxTokens ?? this.limits.completionEstimate
+  }
+
+  /**
+   * Holds `estimate` tokens (and one running chat) for the caller, or throws the 429 naming the
+   * limit. Sets the x-ratelimit-*-tokens headers. Undefined: no quota applies.
+   */
+  async hold (principal: Principal, estimate: number, reply: FastifyReply): Promise<Hold | undefined> {
+    if (!this.configured && principal.keyLimits === undefined) return undefined
+    const now = Date.now()
+    const counters = this.countersOf(principal, now)
+    if (counters.length === 0) return undefined
+    const amounts = counters.map((c) => c.kind === 'tokens' ? estimate : 1)
+    const id = `${this.idPrefix}${++this.holds}`
+    let answer
+    try {
+      answer = await this.store.reserve(id, counters, amounts)
+    } catch (err) {
+      const refused = this.failed(err)
+      if (refused !== undefined) throw refused
+      return undefined
+    }
+    if (!answer.ok) throw refusal(counters[answer.index]!, answer.held, amounts[answer.index]!, now)
+    this.tokenHeaders(reply, counters, answer.remaining, now)
+    return {
+      settle: async (record, promptEstimate) => {
+        const used = counters.map((c) => c.kind === 'tokens' ? this.spent(record, promptEstimate) : 0)
+        try {
+          await this.store.settle(id, counters, amounts, used)
+        } catch (err) {
+          // The hold lapses by itself; what was used is lost for the counter but kept in the usage records.
+          this.failed(err)
+        }
+      },
+    }
+  }
+
+  /**
+   * Tokens to charge: the backend's figures; for a stream the client left, the prompt estimate
+   * and one token a piece written (also recorded so). Nothing when no answer reached the client.
+   */
+  private spent (record: ChatRecord, promptEstimate: number): number {
+    if (record.usage === undefined) {
+      if (record.pieces === undefined || record.pieces === 0) return 0
+      record.usage = { promptTokens: promptEstimate, completionTokens: record.pieces }
+      record.estimated = true
+    }
+    return record.usage.promptTokens + record.usage.completionTokens
+  }
+
+  /** The tightest token counter, as OpenAI names its headers. */
+  private tokenHeaders (reply: FastifyReply, counters: Counter[], remaining: number[], now: number): void {
+    let tightest = -1
+    counters.forEach((c, i) => {
+      if (c.kind === 'tokens' && (tightest < 0 || remaining[i]! < remaining[tightest]!)) tightest = i
+    })
+    if (tightest < 0) return
+    const counter = counters[tightest]!
+    reply.header('x-ratelimit-limit-tokens', counter.limit)
+    reply.header('x-ratelimit-remaining-tokens', Math.max(0, remaining[tightest]!))
+    reply.header('x-ratelimit-reset-tokens', `${Math.ceil((counter.resetsAt! - now) / 1000)}s`)
+  }
+
+  /** The caller's token quotas and running chats: limit, used, held by running requests, when each resets. */
+  async status (principal: Principal): Promise<QuotaStatus[]> {
+    const now = Date.now()
+    const counters = countersFor(this.limits, principal, now)
+    let read
+    try {
+      read = await this.store.read(counters)
+    } catch (err) {
+      throw this.failed(err) ?? new GatewayError(503, 'limits store (Redis) unreachable', 'limits_unavailable', 1)
+    }
+    return counters.map((c, i) => ({
+      limit: c.label,
+      kind: c.kind,
+      max: c.limit,
+      used: read[i]!.used,
+      held: read[i]!.held,
+      remaining: Math.max(0, c.limit - read[i]!.used - read[i]!.held),
+      ...(c.resetsAt !== undefined && { resetsAt: new Date(c.resetsAt).toISOString() }),
+    }))
+  }
+
+  close (): Promise<void> {
+    return this.store.close()
+  }
+}

@@ -1,0 +1,71 @@
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
+import type { Config } from '../config/schema.js'
+import { GatewayError } from '../errors.js'
+import { guardedRateLimitStore, type SharedRedis } from './redis.js'
+
+// Requests per minute with @fastify/rate-limit: per user (by role, or the user's own override)
+// for every authenticated route, and per API key for keys that carry their own limit. Counts
+// live in this process, or in Redis to be shared by replicas.
+
+const WINDOW_MS = 60_000
+
+export async function registerRateLimits (app: FastifyInstance, config: Config, redis: SharedRedis | undefined): Promise<void> {
+  const { limits } = config
+  const perUser = (request: FastifyRequest): number => {
+    const { sub, role } = request.principal
+    return (limits.users[sub]?.requestsPerMinute ?? limits.requestsPerMinute[role]) || Number.MAX_SAFE_INTEGER
+  }
+  await app.register(rateLimit, {
+    global: true,
+    // Counted on arrival (authentication is an earlier onRequest hook): a request over the limit
+    // is refused before its body is read, and every answer, a 400 too, carries the headers.
+    hook: 'onRequest',
+    timeWindow: WINDOW_MS,
+    ...(redis !== undefined && { store: guardedRateLimitStore(redis) }),
+    // Public routes are not counted per user (login and refresh have their own per-IP limits,
+    // whose keys are never empty).
+    allowList: (_request, key) => key === '',
+    keyGenerator: (request) => request.principal?.sub ?? '',
+    max: perUser,
+    errorResponseBuilder: (request, context) => new GatewayError(429,
+      `rate limit exceeded: ${context.max} requests per minute for ${request.principal === null ? 'this client' : `user '${request.principal.sub}'`}; retry in ${context.after}`,
+      'rate_limit_exceeded', Math.ceil(context.ttl / 1000)),
+  })
+
+  // A key's own limit, counted after the user's: its headers replace the user's when tighter.
+  const perKey = app.createRateLimit({
+    timeWindow: WINDOW_MS,
+    keyGenerator: (request) => `key:${request.principal.keyId!}`,
+    max: (request) => request.principal.keyLimits!.requestsPerMinute!,
+  })
+  const keyLimit: onRequestHookHandler = (request, reply, done) => {
+    const own = request.principal?.keyLimits?.requestsPerMinute
+    if (own === undefined || own === 0) {
+      done()
+      return
+    }
+    perKey(request).then((result) => {
+      if (!('isExceeded' in result)) return done()
+      if (result.isExceeded) {
+        return done(new GatewayError(429, `rate limit exceeded: ${result.max} requests per minute for API key ${request.principal.keyId!}; retry in ${result.ttlInSeconds} s`, 'rate_limit_exceeded', result.ttlInSeconds))
+      }
+      if (result.remaining < remainingOf(reply)) {
+        reply.header('x-ratelimit-limit', result.max)
+        reply.header('x-ratelimit-remaining', result.remaining)
+        reply.header('x-ratelimit-reset', result.ttlInSeconds)
+      }
+      done()
+    }, done)
+  }
+  app.addHook('onRoute', (route) => {
+    if (route.config?.public === true) return
+    const hooks = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest]
+    route.onRequest = [...hooks, keyLimit]
+  })
+}
+
+function remainingOf (reply: FastifyReply): number {
+  const header = reply.getHeader('x-ratelimit-remaining')
+  return header === undefined ? Number.MAX_SAFE_INTEGER : Number(header)
+}

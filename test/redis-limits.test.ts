@@ -1,0 +1,141 @@
+// Limits in a real Redis: two ChatGate instances sharing it enforce one requests-per-minute
+// limit, one token quota (exact under 100 concurrent streams split between them) and one
+// concurrent-chat limit; Redis going away is answered as store.redis.onError says, and logged.
+import t, { type Test } from 'tap'
+import { PassThrough } from 'node:stream'
+import { OllamaEmulator } from './emulators/ollama.js'
+import { startGateway, type Gateway } from './helpers/gateway.js'
+import { chat, gate, until } from './helpers/limits.js'
+import { startRedis, type TestRedis } from './helpers/redis.js'
+import { RedisQuotaStore } from '../src/usage/quota-redis.js'
+import type { Counter } from '../src/usage/quota-counters.js'
+
+const SECRET = 'shared-secret-of-both-replicas-0123456789'
+
+interface Replicas { a: Gateway, b: Gateway, o: OllamaEmulator, redis: TestRedis, logs: () => string }
+
+async function replicas (t: Test, limits: Record<string, unknown>, onError: 'closed' | 'open' = 'closed'): Promise<Replicas> {
+  const redis = await startRedis(t)
+  const o = await OllamaEmulator.start()
+  t.teardown(() => o.close())
+  let logText = ''
+  const log = new PassThrough()
+  log.on('data', (d: Buffer) => { logText += d.toString() })
+  const extra = {
+    auth: { jwt: { secret: SECRET } },
+    limits,
+    routing: { maxWaiting: 200, keepAliveMs: 600_000 },
+    store: { redis: { url: redis.url, onError, connectTimeoutMs: 500 } },
+    log: { level: 'info' },
+  }
+  const backends = [{ name: 'o', type: 'ollama' as const, url: o.url, maxConcurrent: 200 }]
+  const a = await startGateway(t, backends, extra, { logStream: log })
+  const b = await startGateway(t, backends, extra, { logStream: log })
+  return { a, b, o, redis, logs: () => logText }
+}
+
+t.test('two replicas share one requests-per-minute limit', async (t) => {
+  const { a, b } = await replicas(t, { requestsPerMinute: { user: 4 } })
+  const alice = a.auth('user', 'alice')
+  const seen: Array<[number, string | null]> = []
+  for (const gw of [a, b, a, b, a, b]) {
+    const res = await fetch(`${gw.url}/v1/models`, { headers: alice })
+    seen.push([res.status, res.headers.get('x-ratelimit-remaining')])
+  }
+  t.same(seen, [[200, '3'], [200, '2'], [200, '1'], [200, '0'], [429, '0'], [429, '0']])
+  t.equal((await fetch(`${b.url}/v1/models`, { headers: b.auth('user', 'bob') })).status, 200, "bob's count is his own")
+})
+
+t.test('two replicas share one token quota, exact under 100 concurrent streams split between them', async (t) => {
+  const { a, b, o, redis } = await replicas(t, { tokensPerDay: { user: 500 } })
+  const held = gate()
+  o.mode = { gate: held.promise }
+  const alice = a.auth('user', 'alice')
+  let refused = 0
+  const calls = Array.from({ length: 100 }, (_, i) => chat(i % 2 === 0 ? a : b, alice, { stream: true, maxTokens: 9, path: i % 4 < 2 ? '/v1/chat/completions' : '/api/chat' }).then((answer) => {
+    if (answer.status === 429) refused++
+    return answer
+  }))
+  await until(() => refused + o.requests.filter((r) => r.path === '/api/chat').length === 100)
+  t.equal(refused, 50, '500 tokens hold 50 requests of 1 + 9, wherever they arrive')
+  held.open()
+  const answers = await Promise.all(calls)
+  t.equal(answers.filter((x) => x.status === 200).length, 50)
+  // Settled with the backend's figures (1 prompt + 4 answer tokens each); no hold is left.
+  const day = new Date().toISOString().slice(0, 10)
+  const client = redis.client()
+  t.equal(await client.get(`chatgate:q:t:u:alice:d:${day}`), '250')
+  t.equal(await client.get(`chatgate:q:t:u:alice:d:${day}:s`), '0')
+  t.equal(await client.zcard(`chatgate:q:t:u:alice:d:${day}:h`), 0)
+  o.mode = {}
+  const next = await chat(b, alice, { maxTokens: 9 })
+  t.equal(next.headers.get('x-ratelimit-remaining-tokens'), '240')
+})
+
+t.test('two replicas share one limit of chats at once', async (t) => {
+  const { a, b, o } = await replicas(t, { concurrentStreams: { user: 2 } })
+  const held = gate()
+  o.mode = { gate: held.promise }
+  const alice = a.auth('user', 'alice')
+  const running = [chat(a, alice, { stream: true }), chat(b, alice, { path: '/api/chat', stream: true })]
+  await o.waitForRequests(2)
+  const third = await chat(b, alice)
+  t.equal(third.status, 429)
+  t.match(third.json().error.message, /^too many requests at once: user 'alice' chats at once/)
+  held.open()
+  t.same((await Promise.all(running)).map((x) => x.status), [200, 200])
+  o.mode = {}
+  t.equal((await chat(a, alice)).status, 200, 'finished chats gave their places back')
+})
+
+t.test('Redis unreachable with onError: closed — limited requests are refused in the caller\'s protocol, and logged; enforced again once it is back', async (t) => {
+  const { a, redis, logs } = await replicas(t, { requestsPerMinute: { user: 100 }, tokensPerDay: { user: 1000 } })
+  const alice = a.auth('user', 'alice')
+  t.equal((await chat(a, alice, { maxTokens: 9 })).status, 200)
+  await redis.stop()
+  const openai = await chat(a, alice, { maxTokens: 9 })
+  t.equal(openai.status, 503)
+  t.same(openai.json(), { error: { message: 'limits store (Redis) unreachable: request refused', type: 'api_error', param: null, code: 'limits_unavailable' } })
+  t.equal(openai.headers.get('retry-after'), '1')
+  const ollama = await chat(a, alice, { path: '/api/chat', maxTokens: 9 })
+  t.equal(ollama.status, 503)
+  t.same(ollama.json(), { error: 'limits store (Redis) unreachable: request refused' })
+  t.equal((await fetch(`${a.url}/healthz`)).status, 200, 'public routes do not need Redis')
+  t.match(logs(), /Redis unreachable: limited requests are refused \(store\.redis\.onError: closed\)/)
+  t.notMatch(logs(), /unhandled error/)
+
+  await redis.start()
+  let status = 0
+  while (status !== 200) status = (await chat(a, alice, { maxTokens: 9 })).status
+  t.match(logs(), /Redis reachable again: limits enforced/)
+  const after = await chat(a, alice, { maxTokens: 9 })
+  t.equal(after.headers.get('x-ratelimit-remaining-tokens'), String(1000 - 5 - 10), 'counting again: the restarted Redis kept nothing, the first request after it spent 5')
+})
+
+t.test('Redis unreachable with onError: open — requests go through unlimited, and the log says so', async (t) => {
+  const { a, redis, logs } = await replicas(t, { requestsPerMinute: { user: 1 }, tokensPerDay: { user: 10 } }, 'open')
+  const alice = a.auth('user', 'alice')
+  t.equal((await chat(a, alice, { maxTokens: 1 })).status, 200)
+  t.equal((await chat(a, alice, { maxTokens: 1 })).status, 429, 'limited while Redis is up')
+  await redis.stop()
+  for (let i = 0; i < 3; i++) t.equal((await chat(a, alice, { maxTokens: 100 })).status, 200, 'let through while Redis is down')
+  t.match(logs(), /Redis unreachable: limits are NOT enforced \(store\.redis\.onError: open\)/)
+  t.equal((await fetch(`${a.url}/v1/me/limits`, { headers: alice })).status, 503, 'the quota view cannot be read without Redis')
+})
+
+t.test('holds of a replica that died lapse instead of blocking the quota', async (t) => {
+  const redis = await startRedis(t)
+  const client = redis.client()
+  const store = new RedisQuotaStore(client, 'lapse:', 50)
+  const counter: Counter = { key: 't:u:zoe:d:x', kind: 'tokens', limit: 10, resetsAt: Date.now() + 60_000, label: 'zoe' }
+  t.match(await store.reserve('dead-replica-hold', [counter], [10]), { ok: true, remaining: [0] })
+  t.match(await store.reserve('second', [counter], [1]), { ok: false, index: 0, held: 10 })
+  const lapsed = Date.now() + 60
+  await until(() => Date.now() > lapsed)
+  t.match(await store.reserve('third', [counter], [10]), { ok: true, remaining: [0] }, 'the dead hold lapsed')
+  await store.settle('third', [counter], [10], [4])
+  t.same(await store.read([counter]), [{ used: 4, held: 0 }])
+  // A settle after its hold lapsed still counts what was used.
+  await store.settle('dead-replica-hold', [counter], [10], [3])
+  t.same(await store.read([counter]), [{ used: 7, held: 0 }])
+})
