@@ -7,6 +7,7 @@ import { Users } from './auth/users.js'
 import jwtAuth from './auth/jwt.js'
 import { Pool } from './backends/pool.js'
 import { openDatabase } from './store/database.js'
+import { StoreGeneration } from './store/generation.js'
 import { UsageLog, recordUsage } from './usage/usage-log.js'
 import { LocalQuotaStore } from './usage/quota-local.js'
 import { RedisQuotaStore } from './usage/quota-redis.js'
@@ -108,7 +109,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
 
   requestLogLine(app, recordUsage(gateway.usage))
   installErrorHandlers(app)
-  await app.register(jwtAuth, { config, keys: gateway.keys, users: gateway.users, sessions: gateway.sessions })
+  await app.register(jwtAuth, { config, keys: gateway.keys, users: gateway.users, sessions: gateway.sessions, generation: new StoreGeneration(db) })
   await registerRateLimits(app, config, redis)
 
   await app.register(healthRoutes)

@@ -139,3 +139,25 @@ t.test('an API key\'s id is recorded; failed requests are recorded with their st
   ])
   t.match((await get(gw, '/admin/usage?groupBy=model&user=alice', admin)).json.totals, { requests: 2, errors: 2 })
 })
+
+t.test('a stream that breaks after its 200 is recorded as the failure it was; one the client leaves with what it got', async (t) => {
+  const { gw, o } = await setup(t)
+  const alice = gw.auth('user', 'carl')
+  o.mode = { failAfterChunks: 2 }
+  const broken = await fetch(`${gw.url}/api/chat`, { method: 'POST', headers: { ...alice, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: 'a b' }] }) })
+  t.equal(broken.status, 200)
+  t.match(await broken.text(), /"error":/)
+
+  o.mode = { holdOpen: true }
+  const leaving = new AbortController()
+  const res = await fetch(`${gw.url}/v1/chat/completions`, { method: 'POST', signal: leaving.signal, headers: { ...alice, 'content-type': 'application/json' }, body: JSON.stringify({ model: 'llama3.2', stream: true, messages: [{ role: 'user', content: 'abcdefgh' }] }) })
+  const reader = res.body!.getReader()
+  await reader.read()
+  leaving.abort()
+  await o.waitForAborts(1)
+  // The record is written once the gateway has let go of the stream: ask until it is there.
+  let records: any[] = []
+  while (records.length < 2) records = (await get(gw, '/v1/me/usage/records', alice)).json.records
+  t.match(records.find((r) => r.endpoint === '/api/chat'), { status: 502, promptTokens: 1, completionTokens: 2, estimated: true }, 'charged for the two pieces it delivered')
+  t.match(records.find((r) => r.endpoint === '/v1/chat/completions'), { status: 499, promptTokens: 2, completionTokens: 1, estimated: true })
+})

@@ -131,7 +131,7 @@ export class ApiKeys {
    * holds from the next request); what a key grants never changes after creation, so it is
    * built once per key and reused.
    */
-  verify (key: string): KeyGrant | string {
+  verify (key: string): { grant: KeyGrant, expiresAt: number } | string {
     const row = this.checkStatement.get(hashOf(key))
     if (row === undefined) return 'invalid API key'
     if (row.revoked_at !== null) return 'API key revoked'
@@ -144,6 +144,6 @@ export class ApiKeys {
       if (row.limits !== null) grant.keyLimits = JSON.parse(row.limits) as KeyLimits
       this.grants.set(row.id, grant)
     }
-    return grant
+    return { grant, expiresAt: row.expires_at ?? Infinity }
   }
 }

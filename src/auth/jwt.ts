@@ -7,6 +7,7 @@ import { KEY_PREFIX, type ApiKeys, type KeyLimits } from './api-keys.js'
 import { loadJwtKeys } from './keys.js'
 import { REFRESH_PREFIX, type Sessions } from './sessions.js'
 import { DISABLED, ROLE_USER, type Users } from './users.js'
+import type { StoreGeneration } from '../store/generation.js'
 
 /**
  * Who is calling: a user with a JWT, or a program with an API key (acting for its owner).
@@ -50,6 +51,8 @@ export interface JwtAuthOptions {
   keys?: ApiKeys
   users?: Users
   sessions?: Sessions
+  /** With it, what the store said of a token is reused until the store changes. */
+  generation?: StoreGeneration
 }
 
 /**
@@ -105,20 +108,15 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: JwtAuthOpt
   }
 
   app.decorateRequest('principal', null as unknown as Principal)
-  const authenticate = (request: FastifyRequest): void => {
-    if (request.routeOptions.config.public === true) return
-    const token = bearerToken(request)
+  /** The token's principal as the store sees it now, and until when the token itself is valid. */
+  const fromStore = (token: string): { principal: Principal, until: number } => {
     if (token.startsWith(KEY_PREFIX) && opts.keys !== undefined) {
-      const grant = opts.keys.verify(token)
-      if (typeof grant === 'string') throw new GatewayError(401, grant, 'invalid_api_key')
-      request.principal = standing(grant)
-      return
+      const found = opts.keys.verify(token)
+      if (typeof found === 'string') throw new GatewayError(401, found, 'invalid_api_key')
+      return { principal: standing(found.grant), until: found.expiresAt }
     }
     const known = verified.get(token)
-    if (known !== undefined && known.expiresAt > Date.now()) {
-      request.principal = standing(known.principal)
-      return
-    }
+    if (known !== undefined && known.expiresAt > Date.now()) return { principal: standing(known.principal), until: known.expiresAt }
     let claims: { sub?: unknown, role?: unknown, exp?: unknown, sid?: unknown }
     try {
       claims = app.jwt.verify(token)
@@ -132,8 +130,33 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: JwtAuthOpt
     if (sid !== undefined && (typeof sid !== 'string' || sid === '')) throw new GatewayError(401, 'token sid must be a session id', 'invalid_api_key')
     const principal: Principal = sid === undefined ? { sub, role } : { sub, role, sid }
     // Remembered before the store check: the signature stays valid, the standing is asked each time.
-    remember(token, principal, Number(claims.exp) * 1000)
-    request.principal = standing(principal)
+    const until = Number(claims.exp) * 1000
+    remember(token, principal, until)
+    return { principal: standing(principal), until }
+  }
+
+  // What the store said of each token (key valid, user enabled, session live), until anything in
+  // the store changes: a revocation, logout or disabling, here or from the CLI, holds from the
+  // next request on, and the usual request costs one statement instead of three lookups.
+  const { generation } = opts
+  const checked = new Map<string, { principal: Principal, until: number }>()
+  const authenticate = (request: FastifyRequest): void => {
+    if (request.routeOptions.config.public === true) return
+    const token = bearerToken(request)
+    if (generation === undefined) {
+      request.principal = fromStore(token).principal
+      return
+    }
+    if (generation.changed()) checked.clear()
+    const hit = checked.get(token)
+    if (hit !== undefined && hit.until > Date.now()) {
+      request.principal = hit.principal
+      return
+    }
+    const found = fromStore(token)
+    if (checked.size >= VERIFIED_CACHE_SIZE) checked.delete(checked.keys().next().value!)
+    checked.set(token, found)
+    request.principal = found.principal
   }
   // Callback style: verification is synchronous, and an async hook costs a promise per request.
   app.addHook('onRequest', (request, _reply, done) => {

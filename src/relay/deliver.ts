@@ -103,6 +103,8 @@ async function passNdjson (d: Delivery): Promise<void> {
         if (step.error !== undefined && last.length === lines.length) refuseBeforeContent(d, step.error)
         done ||= step.done === true
         failed ||= step.error !== undefined
+        // The done line and an error line carry no answer.
+        if (step.done === true || step.error !== undefined) pieces -= 1
       }
       d.record.pieces = pieces
       if (done || failed) pending.push(lines)

@@ -52,3 +52,13 @@ export function usageOrEstimate (reported: Usage | undefined, request: ChatReque
   record.estimated = true
   return usage
 }
+
+/**
+ * A stream the client left has no usage from the backend: it is charged (and recorded) for its
+ * prompt estimate and one token a piece it received. Nothing when no answer reached the client.
+ */
+export function partialUsage (record: ChatRecord, promptEstimate: number): void {
+  if (record.usage !== undefined || record.pieces === undefined || record.pieces === 0) return
+  record.usage = { promptTokens: promptEstimate, completionTokens: record.pieces }
+  record.estimated = true
+}

@@ -5,7 +5,7 @@ import type { ChatRequest } from '../protocols/internal.js'
 import type { OllamaKind } from '../protocols/ollama/response.js'
 import { relayChat } from '../relay/chat.js'
 import { resolveModel } from '../relay/resolve.js'
-import { estimatePromptTokens, settled, type ChatRecord } from '../relay/usage.js'
+import { estimatePromptTokens, partialUsage, settled, type ChatRecord } from '../relay/usage.js'
 
 /**
  * Runs a model request under the caller's quotas: holds `promptEstimate + completionBound`
@@ -17,10 +17,11 @@ export async function underQuota<T> (gateway: Gateway, request: FastifyRequest, 
   request.chat = record
   let hold
   try {
-    hold = await gateway.quotas.hold(request.principal, promptEstimate + completionBound, reply)
+    if (gateway.quotas.apply(request.principal)) hold = await gateway.quotas.hold(request.principal, promptEstimate + completionBound, reply)
     return await run(record)
   } finally {
-    await hold?.settle(record, promptEstimate)
+    partialUsage(record, promptEstimate)
+    if (hold !== undefined) await hold.settle(record)
     settled(record)
   }
 }

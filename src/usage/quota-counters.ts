@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js'
 // calendar months; a counter's key names its window, so a new day starts from zero by itself.
 
 export interface Counter {
-  /** Store key, e.g. `t:u:alice:d:2026-11-27` or `c:u:alice`. */
+  /** Store key, e.g. `t:u:alice:d:2026-11-27` or `c:u:alice` (names URI-encoded: no spaces or bars). */
   key: string
   /** tokens: settled with the real usage; streams: only held while a chat runs. */
   kind: 'tokens' | 'streams'
@@ -47,14 +47,14 @@ export function countersFor (limits: Config['limits'], principal: Principal, now
     w ??= windowsAt(now)
     if (perDay !== undefined && perDay > 0) {
       counters.push({
-        key: `t:${subject.tag}:${subject.value}:d:${w.day}`, kind: 'tokens', limit: perDay, resetsAt: w.dayEnd,
+        key: `t:${subject.tag}:${encodeURIComponent(subject.value)}:d:${w.day}`, kind: 'tokens', limit: perDay, resetsAt: w.dayEnd,
         label: `${subject.who} tokens per day (${source.day})`,
         scope: { column: subject.column, value: subject.value, from: w.day, to: w.day },
       })
     }
     if (perMonth !== undefined && perMonth > 0) {
       counters.push({
-        key: `t:${subject.tag}:${subject.value}:m:${w.month}`, kind: 'tokens', limit: perMonth, resetsAt: w.monthEnd,
+        key: `t:${subject.tag}:${encodeURIComponent(subject.value)}:m:${w.month}`, kind: 'tokens', limit: perMonth, resetsAt: w.monthEnd,
         label: `${subject.who} tokens per month (${source.month})`,
         scope: { column: subject.column, value: subject.value, from: `${w.month}-01`, to: `${w.month}-31` },
       })
@@ -75,7 +75,7 @@ export function countersFor (limits: Config['limits'], principal: Principal, now
   const streams = own?.concurrentStreams ?? limits.concurrentStreams[role]
   if (streams > 0) {
     counters.push({
-      key: `c:u:${sub}`, kind: 'streams', limit: streams,
+      key: `c:u:${encodeURIComponent(sub)}`, kind: 'streams', limit: streams,
       label: `user '${sub}' chats at once (${own?.concurrentStreams !== undefined ? `limits.users.${sub}.concurrentStreams` : `limits.concurrentStreams.${role}`})`,
     })
   }

@@ -1,100 +1,142 @@
 import type { Redis } from 'ioredis'
 import type { Counter } from './quota-counters.js'
 import type { QuotaStore, Refused, Reserved } from './quota-store.js'
+import { TickBatch } from './redis-batch.js'
 
 // Counters in Redis, shared by every replica. Each counter is three keys: what was used
 // (settled), the holds of running requests (a sorted set of `id:amount` scored by when the hold
-// lapses) and their sum. One Lua script checks and holds every counter of a request atomically;
-// holds of a replica that died lapse after `holdMs` instead of blocking the quota for good.
+// lapses) and their sum. A script checks and holds every counter of a request at once, atomic
+// against every other replica; holds of a replica that died lapse after `holdMs` instead of
+// blocking the quota for good. Requests arriving together share one script call
+// (redis-batch.ts), and each request is one argument: `<id> <tokens>|<counter> <limit> <resetsAt>
+// <t|s> …`, its counters part built once per caller. Standalone Redis (the keys are derived in
+// the script, as Redis Cluster would not allow).
 
-const RESERVE = `
-local now, deadline, id, n = tonumber(ARGV[1]), ARGV[2], ARGV[3], tonumber(ARGV[4])
-local held = {}
-for i = 1, n do
-  local used, holds, sum = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  local lapsed = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
-  if #lapsed > 0 then
-    local drop = 0
-    for _, member in ipairs(lapsed) do drop = drop + tonumber(string.match(member, ':(%d+)$')) end
-    redis.call('DECRBY', sum, drop)
-    redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+const PARSE = `
+local function parse (spec, prefix)
+  local head, rest = string.match(spec, '^([^|]*)|(.*)$')
+  local id, tokens, spent = string.match(head, '^(%S+) (%d+) ?(%d*)$')
+  local counters = {}
+  for key, limit, reset, kind in string.gmatch(rest, '(%S+) (%d+) (%d+) (%a)') do
+    local base = prefix .. 'q:' .. key
+    counters[#counters + 1] = { used = base, holds = base .. ':h', sum = base .. ':s', limit = tonumber(limit),
+      reset = tonumber(reset), amount = kind == 't' and tonumber(tokens) or 1, tokens = kind == 't' }
   end
-  held[i] = tonumber(redis.call('GET', used) or '0') + tonumber(redis.call('GET', sum) or '0')
-  local limit, amount = tonumber(ARGV[3*i+2]), tonumber(ARGV[3*i+3])
-  if held[i] + amount > limit then return {i, held[i]} end
+  return id, counters, tonumber(spent)
 end
-local remaining = {0}
-for i = 1, n do
-  local used, holds, sum = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  local limit, amount, ttl = tonumber(ARGV[3*i+2]), tonumber(ARGV[3*i+3]), ARGV[3*i+4]
-  redis.call('ZADD', holds, deadline, id .. ':' .. amount)
-  redis.call('INCRBY', sum, amount)
-  redis.call('PEXPIRE', holds, ttl)
-  redis.call('PEXPIRE', sum, ttl)
-  remaining[i + 1] = limit - held[i] - amount
+local function ttl (c, now, holdMs)
+  if c.reset == 0 then return holdMs end
+  return math.max(c.reset - now, 0) + 86400000
 end
-return remaining
 `
 
-const SETTLE = `
-local id, n = ARGV[1], tonumber(ARGV[2])
-for i = 1, n do
-  local used, holds, sum = KEYS[3*i-2], KEYS[3*i-1], KEYS[3*i]
-  local amount, spent, ttl = ARGV[3*i], tonumber(ARGV[3*i+1]), ARGV[3*i+2]
-  if redis.call('ZREM', holds, id .. ':' .. amount) == 1 then redis.call('DECRBY', sum, amount) end
-  if spent > 0 then
-    redis.call('INCRBY', used, spent)
-    redis.call('PEXPIRE', used, ttl)
+// ARGV: now, holdMs, prefix, then one spec per request. Answers per request: 0 and the room left
+// on each counter, or the refusing counter (1-based) and what it held, padded to the same width.
+const RESERVE = PARSE + `
+local now, holdMs, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local out = {}
+for r = 4, #ARGV do
+  local id, counters = parse(ARGV[r], prefix)
+  local held, refused = {}, 0
+  for i, c in ipairs(counters) do
+    local lapsed = redis.call('ZRANGEBYSCORE', c.holds, '-inf', now)
+    if #lapsed > 0 then
+      local drop = 0
+      for _, member in ipairs(lapsed) do drop = drop + tonumber(string.match(member, ':(%d+)$')) end
+      redis.call('DECRBY', c.sum, drop)
+      redis.call('ZREMRANGEBYSCORE', c.holds, '-inf', now)
+    end
+    local now_held = redis.call('MGET', c.used, c.sum)
+    held[i] = tonumber(now_held[1] or '0') + tonumber(now_held[2] or '0')
+    if refused == 0 and held[i] + c.amount > c.limit then refused = i end
+  end
+  if refused > 0 then
+    out[#out + 1] = refused
+    out[#out + 1] = held[refused]
+    for i = 2, #counters do out[#out + 1] = 0 end
+  else
+    out[#out + 1] = 0
+    for i, c in ipairs(counters) do
+      redis.call('ZADD', c.holds, now + holdMs, id .. ':' .. c.amount)
+      -- A token counter's keys live to the end of its window, from its first hold on; a
+      -- stream counter's as long as a hold can, from its latest.
+      if redis.call('INCRBY', c.sum, c.amount) == c.amount or not c.tokens then
+        local life = math.max(ttl(c, now, holdMs), holdMs)
+        redis.call('PEXPIRE', c.holds, life)
+        redis.call('PEXPIRE', c.sum, life)
+      end
+      out[#out + 1] = c.limit - held[i] - c.amount
+    end
   end
 end
-return 0
+return out
 `
 
-interface Scripts {
-  chatgateReserve: (...args: Array<string | number>) => Promise<number[]>
-  chatgateSettle: (...args: Array<string | number>) => Promise<number>
-}
+// ARGV: now, holdMs, prefix, then one spec per request with the tokens used after its tokens held.
+const SETTLE = PARSE + `
+local now, holdMs, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+for r = 4, #ARGV do
+  local id, counters, spent = parse(ARGV[r], prefix)
+  for _, c in ipairs(counters) do
+    if redis.call('ZREM', c.holds, id .. ':' .. c.amount) == 1 then redis.call('DECRBY', c.sum, c.amount) end
+    if c.tokens and spent > 0 and redis.call('INCRBY', c.used, spent) == spent then
+      redis.call('PEXPIRE', c.used, ttl(c, now, holdMs))
+    end
+  end
+end
+return {}
+`
 
-// A used counter outlives its window by a day (a late settle still finds it); holds and
-// stream counters live as long as a hold can.
-const DAY_MS = 86_400_000
+type Script = (...args: Array<string | number>) => Promise<number[]>
+interface Scripts { chatgateReserve: Script, chatgateSettle: Script }
+
+interface Hold { spec: string, width: number }
 
 export class RedisQuotaStore implements QuotaStore {
-  private readonly scripts: Scripts
+  private readonly reserves: TickBatch<Hold, Reserved | Refused>
+  private readonly settles: TickBatch<Hold, void>
+  /** The counters part of a spec, by counters array (Quotas reuses one per caller and day). */
+  private readonly specs = new WeakMap<Counter[], string>()
 
   constructor (private readonly redis: Redis, private readonly prefix: string, private readonly holdMs: number) {
-    redis.defineCommand('chatgateReserve', { lua: RESERVE })
-    redis.defineCommand('chatgateSettle', { lua: SETTLE })
-    this.scripts = redis as unknown as Scripts
+    redis.defineCommand('chatgateReserve', { lua: RESERVE, numberOfKeys: 0 })
+    redis.defineCommand('chatgateSettle', { lua: SETTLE, numberOfKeys: 0 })
+    const scripts = redis as unknown as Scripts
+    const call = (holds: Hold[]): { keys: string[], args: Array<string | number>, width: (h: Hold) => number } =>
+      ({ keys: [], args: [Date.now(), this.holdMs, this.prefix, ...holds.map((h) => h.spec)], width: (h) => h.width })
+    this.reserves = new TickBatch(call, (_keys, args) => scripts.chatgateReserve(...args), (_h, values) =>
+      values[0] === 0 ? { ok: true, remaining: values.slice(1) } : { ok: false, index: values[0]! - 1, held: values[1]! })
+    this.settles = new TickBatch<Hold, void>(call, (_keys, args) => scripts.chatgateSettle(...args), () => {})
   }
 
-  private keys (counters: Counter[]): string[] {
-    return counters.flatMap((c) => {
-      const base = `${this.prefix}q:${c.key}`
-      return [base, `${base}:h`, `${base}:s`]
-    })
+  private countersSpec (counters: Counter[]): string {
+    let spec = this.specs.get(counters)
+    if (spec === undefined) {
+      spec = counters.map((c) => `${c.key} ${c.limit} ${c.resetsAt ?? 0} ${c.kind === 'tokens' ? 't' : 's'}`).join(' ')
+      this.specs.set(counters, spec)
+    }
+    return spec
   }
 
-  private ttl (counter: Counter, now: number): number {
-    return counter.resetsAt === undefined ? this.holdMs : Math.max(counter.resetsAt - now, 0) + DAY_MS
+  /** Every token counter holds the same amount and every stream counter 1 (as Quotas asks). */
+  private tokens (counters: Counter[], amounts: number[]): number {
+    const i = counters.findIndex((c) => c.kind === 'tokens')
+    return i < 0 ? 0 : amounts[i]!
   }
 
-  async reserve (id: string, counters: Counter[], amounts: number[]): Promise<Reserved | Refused> {
-    const now = Date.now()
-    const args = counters.flatMap((c, i) => [c.limit, amounts[i]!, Math.max(this.ttl(c, now), this.holdMs)])
-    const answer = await this.scripts.chatgateReserve(counters.length * 3, ...this.keys(counters), now, now + this.holdMs, id, counters.length, ...args)
-    if (answer[0] !== 0) return { ok: false, index: answer[0]! - 1, held: answer[1]! }
-    return { ok: true, remaining: answer.slice(1) }
+  reserve (id: string, counters: Counter[], amounts: number[]): Promise<Reserved | Refused> {
+    return this.reserves.add({ spec: `${id} ${this.tokens(counters, amounts)}|${this.countersSpec(counters)}`, width: 1 + counters.length })
   }
 
-  async settle (id: string, counters: Counter[], amounts: number[], used: number[]): Promise<void> {
-    const now = Date.now()
-    const args = counters.flatMap((c, i) => [amounts[i]!, used[i]!, this.ttl(c, now)])
-    await this.scripts.chatgateSettle(counters.length * 3, ...this.keys(counters), id, counters.length, ...args)
+  settle (id: string, counters: Counter[], amounts: number[], used: number[]): Promise<void> {
+    const i = counters.findIndex((c) => c.kind === 'tokens')
+    const spent = i < 0 ? 0 : used[i]!
+    return this.settles.add({ spec: `${id} ${this.tokens(counters, amounts)} ${spent}|${this.countersSpec(counters)}`, width: 0 })
   }
 
   async read (counters: Counter[]): Promise<Array<{ used: number, held: number }>> {
-    const values = counters.length === 0 ? [] : await this.redis.mget(this.keys(counters).filter((_, i) => i % 3 !== 1))
+    if (counters.length === 0) return []
+    const values = await this.redis.mget(counters.flatMap((c) => [`${this.prefix}q:${c.key}`, `${this.prefix}q:${c.key}:s`]))
     return counters.map((_, i) => ({ used: Number(values[2 * i] ?? 0), held: Number(values[2 * i + 1] ?? 0) }))
   }
 

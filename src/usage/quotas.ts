@@ -16,7 +16,7 @@ export interface QuotaStatus { limit: string, kind: 'tokens' | 'streams', max: n
 
 /** A request's hold on its counters, to settle once its usage is known. */
 export interface Hold {
-  settle: (record: ChatRecord, promptEstimate: number) => Promise<void>
+  settle: (record: ChatRecord) => Promise<void>
 }
 
 function inWords (ms: number): string {
@@ -72,12 +72,17 @@ export class Quotas {
     return maxTokens ?? this.limits.completionEstimate
   }
 
+  /** Whether any quota may apply to the caller (else `hold` need not be asked). */
+  apply (principal: Principal): boolean {
+    return this.configured || principal.keyLimits !== undefined
+  }
+
   /**
    * Holds `estimate` tokens (and one running chat) for the caller, or throws the 429 naming the
    * limit. Sets the x-ratelimit-*-tokens headers. Undefined: no quota applies.
    */
   async hold (principal: Principal, estimate: number, reply: FastifyReply): Promise<Hold | undefined> {
-    if (!this.configured && principal.keyLimits === undefined) return undefined
+    if (!this.apply(principal)) return undefined
     const now = Date.now()
     const counters = this.countersOf(principal, now)
     if (counters.length === 0) return undefined
@@ -94,8 +99,8 @@ export class Quotas {
     if (!answer.ok) throw refusal(counters[answer.index]!, answer.held, amounts[answer.index]!, now)
     this.tokenHeaders(reply, counters, answer.remaining, now)
     return {
-      settle: async (record, promptEstimate) => {
-        const used = counters.map((c) => c.kind === 'tokens' ? this.spent(record, promptEstimate) : 0)
+      settle: async (record) => {
+        const used = counters.map((c) => c.kind === 'tokens' ? this.spent(record) : 0)
         try {
           await this.store.settle(id, counters, amounts, used)
         } catch (err) {
@@ -106,17 +111,9 @@ export class Quotas {
     }
   }
 
-  /**
-   * Tokens to charge: the backend's figures; for a stream the client left, the prompt estimate
-   * and one token a piece written (also recorded so). Nothing when no answer reached the client.
-   */
-  private spent (record: ChatRecord, promptEstimate: number): number {
-    if (record.usage === undefined) {
-      if (record.pieces === undefined || record.pieces === 0) return 0
-      record.usage = { promptTokens: promptEstimate, completionTokens: record.pieces }
-      record.estimated = true
-    }
-    return record.usage.promptTokens + record.usage.completionTokens
+  /** Tokens to charge: what the record says was used (see `partialUsage` for a stream the client left). */
+  private spent (record: ChatRecord): number {
+    return record.usage === undefined ? 0 : record.usage.promptTokens + record.usage.completionTokens
   }
 
   /** The tightest token counter, as OpenAI names its headers. */

@@ -2,7 +2,7 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import type { Config } from '../config/schema.js'
 import { GatewayError } from '../errors.js'
-import { guardedRateLimitStore, type SharedRedis } from './redis.js'
+import { redisRateLimitStore, type SharedRedis } from './redis.js'
 
 // Requests per minute with @fastify/rate-limit: per user (by role, or the user's own override)
 // for every authenticated route, and per API key for keys that carry their own limit. Counts
@@ -22,7 +22,7 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
     // is refused before its body is read, and every answer, a 400 too, carries the headers.
     hook: 'onRequest',
     timeWindow: WINDOW_MS,
-    ...(redis !== undefined && { store: guardedRateLimitStore(redis) }),
+    ...(redis !== undefined && { store: redisRateLimitStore(redis) }),
     // Public routes are not counted per user (login and refresh have their own per-IP limits,
     // whose keys are never empty).
     allowList: (_request, key) => key === '',
@@ -33,19 +33,30 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
       'rate_limit_exceeded', Math.ceil(context.ttl / 1000)),
   })
 
-  // A key's own limit, counted after the user's: its headers replace the user's when tighter.
+  // A key's own limit is counted beside the user's: started before the user's count, so that
+  // with Redis both go in one call, and read after it, so that its headers replace the user's
+  // when tighter.
   const perKey = app.createRateLimit({
     timeWindow: WINDOW_MS,
     keyGenerator: (request) => `key:${request.principal.keyId!}`,
     max: (request) => request.principal.keyLimits!.requestsPerMinute!,
   })
-  const keyLimit: onRequestHookHandler = (request, reply, done) => {
+  type Count = ReturnType<typeof perKey>
+  const counts = new WeakMap<FastifyRequest, Count>()
+  const startKeyCount: onRequestHookHandler = (request, _reply, done) => {
     const own = request.principal?.keyLimits?.requestsPerMinute
-    if (own === undefined || own === 0) {
-      done()
-      return
+    if (own !== undefined && own > 0) {
+      const count = perKey(request)
+      // Read by finishKeyCount; a request refused by the user's limit never gets there.
+      count.catch(() => {})
+      counts.set(request, count)
     }
-    perKey(request).then((result) => {
+    done()
+  }
+  const finishKeyCount: onRequestHookHandler = (request, reply, done) => {
+    const count = counts.get(request)
+    if (count === undefined) return done()
+    count.then((result) => {
       if (!('isExceeded' in result)) return done()
       if (result.isExceeded) {
         return done(new GatewayError(429, `rate limit exceeded: ${result.max} requests per minute for API key ${request.principal.keyId!}; retry in ${result.ttlInSeconds} s`, 'rate_limit_exceeded', result.ttlInSeconds))
@@ -61,7 +72,7 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
   app.addHook('onRoute', (route) => {
     if (route.config?.public === true) return
     const hooks = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest]
-    route.onRequest = [...hooks, keyLimit]
+    route.onRequest = [startKeyCount, ...hooks, finishKeyCount]
   })
 }
 

@@ -1,9 +1,9 @@
-import { createRequire } from 'node:module'
 import { Redis } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { RedisConfig } from '../config/schema.js'
 import { GatewayError } from '../errors.js'
+import { TickBatch } from './redis-batch.js'
 
 // The Redis connection that limits share across replicas. Commands fail at once while it is
 // down (no offline queue, a command timeout) so that a request is never held waiting for Redis:
@@ -22,8 +22,6 @@ export interface SharedRedis {
 export async function connectRedis (config: RedisConfig, log: FastifyBaseLogger): Promise<SharedRedis> {
   const options = {
     enableOfflineQueue: false,
-    // Commands issued in the same tick go out in one write: under load, most of them.
-    enableAutoPipelining: true,
     maxRetriesPerRequest: 0,
     connectTimeout: config.connectTimeoutMs,
     commandTimeout: config.connectTimeoutMs,
@@ -64,30 +62,53 @@ export async function connectRedis (config: RedisConfig, log: FastifyBaseLogger)
   }
 }
 
-type RedisStoreClass = new (continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, key: string) => FastifyRateLimitStore
+// One INCR a key, the window's expiry set by its first request: what @fastify/rate-limit's own
+// Redis store does (without its backoff options, unused here), for many keys in one call.
+const INCR = `
+local out = {}
+for i = 1, #KEYS do
+  local current = redis.call('INCR', KEYS[i])
+  local ttl = tonumber(ARGV[i])
+  if current == 1 then redis.call('PEXPIRE', KEYS[i], ttl) else ttl = redis.call('PTTL', KEYS[i]) end
+  out[2*i - 1] = current
+  out[2*i] = ttl
+end
+return out
+`
+
+interface Count { key: string, timeWindow: number }
 
 /**
- * @fastify/rate-limit's own Redis store, with its errors turned into what onError says: the
- * plugin would otherwise answer a Redis outage with a 500 (or, with skipOnError, say nothing).
+ * A store for @fastify/rate-limit in Redis: the counts of requests arriving together go in one
+ * script call, and a Redis failure is what store.redis.onError says (a 503, or the request let
+ * through) instead of the plugin's 500.
  */
-export function guardedRateLimitStore (redis: SharedRedis): FastifyRateLimitStoreCtor {
-  const RedisStore = createRequire(import.meta.url)('@fastify/rate-limit/store/RedisStore.js') as RedisStoreClass
-  const guard = (inner: FastifyRateLimitStore): FastifyRateLimitStore => ({
-    incr: (key, cb, timeWindow, max) => {
-      inner.incr(key, (err, res) => {
-        if (err === null) return cb(null, res)
+export function redisRateLimitStore (redis: SharedRedis): FastifyRateLimitStoreCtor {
+  redis.client.defineCommand('chatgateCount', { lua: INCR })
+  const count = (redis.client as unknown as { chatgateCount: (...args: Array<string | number>) => Promise<number[]> }).chatgateCount
+  const batch = new TickBatch<Count, { current: number, ttl: number }>(
+    (items) => ({ keys: items.map((i) => i.key), args: items.map((i) => i.timeWindow), width: () => 2 }),
+    (keys, args) => count.call(redis.client, keys.length, ...keys, ...args),
+    (_item, [current, ttl]) => ({ current: current!, ttl: ttl! }))
+  const store = (prefix: string): FastifyRateLimitStore => ({
+    incr: (key, cb, timeWindow) => {
+      batch.add({ key: prefix + key, timeWindow }).then((res) => cb(null, res), (err: unknown) => {
         const refusal = redis.failed(err)
-        // Let through: the first request of a window.
+        // Let through: as the first request of a window.
         if (refusal === undefined) cb(null, { current: 0, ttl: timeWindow })
         else cb(refusal)
-      }, timeWindow, max)
+      })
     },
-    child: (options) => guard(inner.child(options)),
+    // Routes with their own limit (login) and the per-key limiter count apart; the plugin passes
+    // its merged settings, with the route in routeInfo (empty for the per-key limiter).
+    child: (options) => {
+      const route = (options as unknown as { routeInfo: { method?: string, url?: string } }).routeInfo
+      return store(`${prefix}${String(route.method ?? '')}${route.url ?? ''}-`)
+    },
   })
   return class {
-    // The plugin passes its settings; these two shape the store's script.
-    constructor (options: { continueExceeding?: boolean, exponentialBackoff?: boolean }) {
-      return guard(new RedisStore(options.continueExceeding === true, options.exponentialBackoff === true, redis.client, `${redis.config.keyPrefix}rl:`))
+    constructor () {
+      return store(`${redis.config.keyPrefix}rl:`)
     }
   } as unknown as FastifyRateLimitStoreCtor
 }
