@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import OpenAI from 'openai'
 import { OllamaEmulator } from './emulators/ollama.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
-import { chat, gate, until } from './helpers/limits.js'
+import { chat, gate, hundredStreams, until } from './helpers/limits.js'
 
 async function setup (t: Test, limits: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<{ gw: Gateway, o: OllamaEmulator }> {
   const o = await OllamaEmulator.start()
@@ -70,24 +70,13 @@ t.test('the official openai client sees the quota as a RateLimitError', async (t
 
 t.test('100 concurrent streamed requests: the quota admits exactly what fits, never more', async (t) => {
   const { gw, o } = await setup(t, { tokensPerDay: { user: 500 } })
-  const held = gate()
-  o.mode = { gate: held.promise }
   const alice = gw.auth('user', 'alice')
-  let refused = 0
-  const calls = Array.from({ length: 100 }, (_, i) => chat(gw, alice, { stream: true, maxTokens: 9, path: i % 2 === 0 ? '/v1/chat/completions' : '/api/chat' }).then((a) => {
-    if (a.status === 429) refused++
-    return a
-  }))
-  // Every request is either refused or waiting at the backend before any is answered.
-  await until(() => refused + o.requests.filter((r) => r.path === '/api/chat').length === 100)
-  t.equal(refused, 50, '500 tokens hold 50 requests of 10')
-  held.open()
-  const answers = await Promise.all(calls)
+  const { refusedWhileHeld, answers } = await hundredStreams([gw], o, alice)
+  t.equal(refusedWhileHeld, 50, '500 tokens hold 50 requests of 10')
   t.equal(answers.filter((a) => a.status === 200).length, 50)
   t.ok(answers.filter((a) => a.status === 200).every((a) => a.text.includes('[DONE]') || a.text.includes('"done":true')), 'admitted streams complete')
 
   // Settled with what the backend reported: 50 × 5 used, so 25 more requests of 10 fit, not 26.
-  o.mode = {}
   const next = await chat(gw, alice, { maxTokens: 9 })
   t.equal(next.headers.get('x-ratelimit-remaining-tokens'), String(500 - 50 * SPENT - 10))
 })

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { PassThrough } from 'node:stream'
 import { OllamaEmulator } from './emulators/ollama.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
-import { chat, gate, until } from './helpers/limits.js'
+import { chat, gate, hundredStreams, until } from './helpers/limits.js'
 import { startRedis, type TestRedis } from './helpers/redis.js'
 import { RedisQuotaStore } from '../src/usage/quota-redis.js'
 import type { Counter } from '../src/usage/quota-counters.js'
@@ -48,18 +48,9 @@ t.test('two replicas share one requests-per-minute limit', async (t) => {
 
 t.test('two replicas share one token quota, exact under 100 concurrent streams split between them', async (t) => {
   const { a, b, o, redis } = await replicas(t, { tokensPerDay: { user: 500 } })
-  const held = gate()
-  o.mode = { gate: held.promise }
   const alice = a.auth('user', 'alice')
-  let refused = 0
-  const calls = Array.from({ length: 100 }, (_, i) => chat(i % 2 === 0 ? a : b, alice, { stream: true, maxTokens: 9, path: i % 4 < 2 ? '/v1/chat/completions' : '/api/chat' }).then((answer) => {
-    if (answer.status === 429) refused++
-    return answer
-  }))
-  await until(() => refused + o.requests.filter((r) => r.path === '/api/chat').length === 100)
-  t.equal(refused, 50, '500 tokens hold 50 requests of 1 + 9, wherever they arrive')
-  held.open()
-  const answers = await Promise.all(calls)
+  const { refusedWhileHeld, answers } = await hundredStreams([a, b], o, alice)
+  t.equal(refusedWhileHeld, 50, '500 tokens hold 50 requests of 1 + 9, wherever they arrive')
   t.equal(answers.filter((x) => x.status === 200).length, 50)
   // Settled with the backend's figures (1 prompt + 4 answer tokens each); no hold is left.
   const day = new Date().toISOString().slice(0, 10)
@@ -67,7 +58,6 @@ t.test('two replicas share one token quota, exact under 100 concurrent streams s
   t.equal(await client.get(`chatgate:q:t:u:alice:d:${day}`), '250')
   t.equal(await client.get(`chatgate:q:t:u:alice:d:${day}:s`), '0')
   t.equal(await client.zcard(`chatgate:q:t:u:alice:d:${day}:h`), 0)
-  o.mode = {}
   const next = await chat(b, alice, { maxTokens: 9 })
   t.equal(next.headers.get('x-ratelimit-remaining-tokens'), '240')
 })
@@ -128,14 +118,14 @@ t.test('holds of a replica that died lapse instead of blocking the quota', async
   const client = redis.client()
   const store = new RedisQuotaStore(client, 'lapse:', 50)
   const counter: Counter = { key: 't:u:zoe:d:x', kind: 'tokens', limit: 10, resetsAt: Date.now() + 60_000, label: 'zoe' }
-  t.match(await store.reserve('dead-replica-hold', [counter], [10]), { ok: true, remaining: [0] })
-  t.match(await store.reserve('second', [counter], [1]), { ok: false, index: 0, held: 10 })
+  t.match(await store.reserve('dead-replica-hold', [counter], 10), { ok: true, remaining: [0] })
+  t.match(await store.reserve('second', [counter], 1), { ok: false, index: 0, held: 10 })
   const lapsed = Date.now() + 60
   await until(() => Date.now() > lapsed)
-  t.match(await store.reserve('third', [counter], [10]), { ok: true, remaining: [0] }, 'the dead hold lapsed')
-  await store.settle('third', [counter], [10], [4])
+  t.match(await store.reserve('third', [counter], 10), { ok: true, remaining: [0] }, 'the dead hold lapsed')
+  await store.settle('third', [counter], 10, 4)
   t.same(await store.read([counter]), [{ used: 4, held: 0 }])
   // A settle after its hold lapsed still counts what was used.
-  await store.settle('dead-replica-hold', [counter], [10], [3])
+  await store.settle('dead-replica-hold', [counter], 10, 3)
   t.same(await store.read([counter]), [{ used: 7, held: 0 }])
 })

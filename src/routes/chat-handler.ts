@@ -17,11 +17,15 @@ export async function underQuota<T> (gateway: Gateway, request: FastifyRequest, 
   request.chat = record
   let hold
   try {
-    if (gateway.quotas.apply(request.principal)) hold = await gateway.quotas.hold(request.principal, promptEstimate + completionBound, reply)
+    if (gateway.quotas.apply(request.principal)) {
+      const held = gateway.quotas.hold(request.principal, promptEstimate + completionBound, reply)
+      hold = held instanceof Promise ? await held : held
+    }
     return await run(record)
   } finally {
     partialUsage(record, promptEstimate)
-    if (hold !== undefined) await hold.settle(record)
+    const settling = hold?.settle(record)
+    if (settling instanceof Promise) await settling
     settled(record)
   }
 }

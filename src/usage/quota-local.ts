@@ -1,7 +1,7 @@
 import type { Statement } from 'better-sqlite3'
 import type { Db } from '../store/database.js'
 import type { Counter } from './quota-counters.js'
-import type { QuotaStore, Refused, Reserved } from './quota-store.js'
+import { amountOn, type QuotaStore, type Refused, type Reserved } from './quota-store.js'
 
 // Counters in this process. Check-and-hold runs without an await in between, so concurrent
 // requests cannot both take the last tokens. A token counter starts from what the usage table
@@ -44,26 +44,26 @@ export class LocalQuotaStore implements QuotaStore {
     return statement.get(scope.value, scope.from, scope.to)!
   }
 
-  async reserve (_id: string, counters: Counter[], amounts: number[]): Promise<Reserved | Refused> {
+  reserve (_id: string, counters: Counter[], tokens: number): Reserved | Refused {
     const slots = counters.map((c) => this.slot(c))
     for (let i = 0; i < slots.length; i++) {
       const held = slots[i]!.used + slots[i]!.held
-      if (held + amounts[i]! > counters[i]!.limit) return { ok: false, index: i, held }
+      if (held + amountOn(counters[i]!, tokens) > counters[i]!.limit) return { ok: false, index: i, held }
     }
     const remaining = slots.map((slot, i) => {
-      slot.held += amounts[i]!
+      slot.held += amountOn(counters[i]!, tokens)
       return counters[i]!.limit - slot.used - slot.held
     })
     return { ok: true, remaining }
   }
 
-  async settle (_id: string, counters: Counter[], amounts: number[], used: number[]): Promise<void> {
-    counters.forEach((counter, i) => {
+  settle (_id: string, counters: Counter[], tokens: number, spent: number): void {
+    for (const counter of counters) {
       // Never swept while it holds something.
       const slot = this.slots.get(counter.key)!
-      slot.held -= amounts[i]!
-      slot.used += used[i]!
-    })
+      slot.held -= amountOn(counter, tokens)
+      if (counter.kind === 'tokens') slot.used += spent
+    }
   }
 
   async read (counters: Counter[]): Promise<Array<{ used: number, held: number }>> {

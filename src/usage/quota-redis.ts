@@ -118,20 +118,12 @@ export class RedisQuotaStore implements QuotaStore {
     return spec
   }
 
-  /** Every token counter holds the same amount and every stream counter 1 (as Quotas asks). */
-  private tokens (counters: Counter[], amounts: number[]): number {
-    const i = counters.findIndex((c) => c.kind === 'tokens')
-    return i < 0 ? 0 : amounts[i]!
+  reserve (id: string, counters: Counter[], tokens: number): Promise<Reserved | Refused> {
+    return this.reserves.add({ spec: `${id} ${tokens}|${this.countersSpec(counters)}`, width: 1 + counters.length })
   }
 
-  reserve (id: string, counters: Counter[], amounts: number[]): Promise<Reserved | Refused> {
-    return this.reserves.add({ spec: `${id} ${this.tokens(counters, amounts)}|${this.countersSpec(counters)}`, width: 1 + counters.length })
-  }
-
-  settle (id: string, counters: Counter[], amounts: number[], used: number[]): Promise<void> {
-    const i = counters.findIndex((c) => c.kind === 'tokens')
-    const spent = i < 0 ? 0 : used[i]!
-    return this.settles.add({ spec: `${id} ${this.tokens(counters, amounts)} ${spent}|${this.countersSpec(counters)}`, width: 0 })
+  settle (id: string, counters: Counter[], tokens: number, spent: number): Promise<void> {
+    return this.settles.add({ spec: `${id} ${tokens} ${spent}|${this.countersSpec(counters)}`, width: 0 })
   }
 
   async read (counters: Counter[]): Promise<Array<{ used: number, held: number }>> {

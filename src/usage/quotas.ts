@@ -5,7 +5,7 @@ import type { Config } from '../config/schema.js'
 import { GatewayError } from '../errors.js'
 import type { ChatRecord } from '../relay/usage.js'
 import { anyQuota, countersFor, windowsAt, type Counter } from './quota-counters.js'
-import type { QuotaStore } from './quota-store.js'
+import { amountOn, type QuotaStore, type Refused, type Reserved } from './quota-store.js'
 
 // Token quotas and concurrent chats. Before the call a request holds an estimate (prompt
 // estimate + its max_tokens, or limits.completionEstimate) on every counter that applies, all
@@ -16,7 +16,15 @@ export interface QuotaStatus { limit: string, kind: 'tokens' | 'streams', max: n
 
 /** A request's hold on its counters, to settle once its usage is known. */
 export interface Hold {
-  settle: (record: ChatRecord) => Promise<void>
+  settle: (record: ChatRecord) => void | Promise<void>
+}
+
+class StoreHold implements Hold {
+  constructor (private readonly quotas: Quotas, private readonly id: string, private readonly counters: Counter[], private readonly estimate: number) {}
+
+  settle (record: ChatRecord): void | Promise<void> {
+    return this.quotas.release(this.id, this.counters, this.estimate, record)
+  }
 }
 
 function inWords (ms: number): string {
@@ -79,35 +87,42 @@ export class Quotas {
 
   /**
    * Holds `estimate` tokens (and one running chat) for the caller, or throws the 429 naming the
-   * limit. Sets the x-ratelimit-*-tokens headers. Undefined: no quota applies.
+   * limit. Sets the x-ratelimit-*-tokens headers. Undefined: no quota applies. A promise only
+   * when the store is remote (Redis).
    */
-  async hold (principal: Principal, estimate: number, reply: FastifyReply): Promise<Hold | undefined> {
+  hold (principal: Principal, estimate: number, reply: FastifyReply): Hold | undefined | Promise<Hold | undefined> {
     if (!this.apply(principal)) return undefined
     const now = Date.now()
     const counters = this.countersOf(principal, now)
     if (counters.length === 0) return undefined
-    const amounts = counters.map((c) => c.kind === 'tokens' ? estimate : 1)
     const id = `${this.idPrefix}${++this.holds}`
-    let answer
-    try {
-      answer = await this.store.reserve(id, counters, amounts)
-    } catch (err) {
+    const held = (answer: Reserved | Refused): Hold => {
+      if (!answer.ok) throw refusal(counters[answer.index]!, answer.held, amountOn(counters[answer.index]!, estimate), now)
+      this.tokenHeaders(reply, counters, answer.remaining, now)
+      return new StoreHold(this, id, counters, estimate)
+    }
+    const unavailable = (err: unknown): undefined => {
       const refused = this.failed(err)
       if (refused !== undefined) throw refused
       return undefined
     }
-    if (!answer.ok) throw refusal(counters[answer.index]!, answer.held, amounts[answer.index]!, now)
-    this.tokenHeaders(reply, counters, answer.remaining, now)
-    return {
-      settle: async (record) => {
-        const used = counters.map((c) => c.kind === 'tokens' ? this.spent(record) : 0)
-        try {
-          await this.store.settle(id, counters, amounts, used)
-        } catch (err) {
-          // The hold lapses by itself; what was used is lost for the counter but kept in the usage records.
-          this.failed(err)
-        }
-      },
+    let answer
+    try {
+      answer = this.store.reserve(id, counters, estimate)
+    } catch (err) {
+      return unavailable(err)
+    }
+    return answer instanceof Promise ? answer.then(held, unavailable) : held(answer)
+  }
+
+  /** Replaces a hold by what the request used; a store failure is logged, the hold then lapses. */
+  release (id: string, counters: Counter[], estimate: number, record: ChatRecord): void | Promise<void> {
+    const spent = this.spent(record)
+    try {
+      const done = this.store.settle(id, counters, estimate, spent)
+      if (done instanceof Promise) return done.catch((err: unknown) => { this.failed(err) })
+    } catch (err) {
+      this.failed(err)
     }
   }
 

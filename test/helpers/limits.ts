@@ -28,3 +28,26 @@ export function gate (): { promise: Promise<void>, open: () => void } {
   const promise = new Promise<void>((resolve) => { open = resolve })
   return { promise, open }
 }
+
+/**
+ * 100 streamed chats at once (half OpenAI, half Ollama clients; spread over the gateways given),
+ * held at the backend until every one is either refused or waiting there, then let go.
+ */
+export async function hundredStreams (gateways: Gateway[], backend: { mode: { gate?: Promise<void> }, requests: Array<{ path: string }> }, headers: Record<string, string>): Promise<{ refusedWhileHeld: number, answers: Answer[] }> {
+  const held = gate()
+  backend.mode = { gate: held.promise }
+  let refused = 0
+  const calls = Array.from({ length: 100 }, (_, i) => chat(gateways[i % gateways.length]!, headers, {
+    stream: true, maxTokens: 9, path: Math.floor(i / gateways.length) % 2 === 0 ? '/v1/chat/completions' : '/api/chat',
+  }).then((answer) => {
+    if (answer.status === 429) refused++
+    return answer
+  }))
+  // The gateway sends every chat upstream as Ollama's /api/chat.
+  await until(() => refused + backend.requests.filter((r) => r.path === '/api/chat').length === 100)
+  const refusedWhileHeld = refused
+  held.open()
+  const answers = await Promise.all(calls)
+  backend.mode = {}
+  return { refusedWhileHeld, answers }
+}
