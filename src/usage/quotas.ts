@@ -46,15 +46,16 @@ function refusal (counter: Counter, held: number, amount: number, now: number): 
   return new GatewayError(429, `token quota exceeded: ${counter.label} is ${counter.limit}; ${held} used or held by running requests, this request may use up to ${amount}; resets in ${inWords(wait)}`, 'insufficient_quota', retryAfter)
 }
 
-const COUNTER_CACHE_SIZE = 10_000
-
 export class Quotas {
   private readonly configured: boolean
   // Hold ids: unique across replicas (Redis keeps them) without a random UUID per request.
   private readonly idPrefix = `${randomUUID()}-`
   private holds = 0
-  /** Counters by caller, until the day's window ends (their keys and labels name the window). */
-  private readonly counters = new Map<string, { counters: Counter[], until: number }>()
+  /**
+   * Counters by caller, until the day's window ends (their keys and labels name the window). A
+   * caller's principal object is reused from request to request (authentication keeps it).
+   */
+  private readonly counters = new WeakMap<Principal, { counters: Counter[], until: number }>()
 
   /** `failed` says what a store error means (Redis down): a refusal, or undefined to let the request through. */
   constructor (
@@ -66,12 +67,10 @@ export class Quotas {
   }
 
   private countersOf (principal: Principal, now: number): Counter[] {
-    const id = `${principal.role}:${principal.keyId ?? ''}:${principal.sub}`
-    const known = this.counters.get(id)
+    const known = this.counters.get(principal)
     if (known !== undefined && now < known.until) return known.counters
     const counters = countersFor(this.limits, principal, now)
-    if (this.counters.size >= COUNTER_CACHE_SIZE) this.counters.delete(this.counters.keys().next().value!)
-    this.counters.set(id, { counters, until: windowsAt(now).dayEnd })
+    this.counters.set(principal, { counters, until: windowsAt(now).dayEnd })
     return counters
   }
 
