@@ -40,6 +40,8 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
     timeWindow: WINDOW_MS,
     keyGenerator: (request) => `key:${request.principal.keyId!}`,
     max: (request) => request.principal.keyLimits!.requestsPerMinute!,
+    // Only keyed requests get here: the global allow-list (an awaited call) has nothing to do.
+    allowList: undefined,
   })
   type Count = ReturnType<typeof perKey>
   const counts = new WeakMap<FastifyRequest, Count>()
