@@ -39,8 +39,6 @@ export interface KeyGrant { sub: string, role: Role, keyId: string, models?: str
 
 type CheckRow = Pick<Row, 'id' | 'owner' | 'role' | 'models' | 'limits' | 'expires_at' | 'revoked_at'>
 
-const GRANT_CACHE_SIZE = 10_000
-
 export interface NewKey { owner: string, role: Role, name?: string, models?: string[], expiresAt?: Date, createdBy: string, limits?: KeyLimits }
 
 const hashOf = (key: string): string => createHash('sha256').update(key).digest('hex')
@@ -82,7 +80,6 @@ export class ApiKeys {
   private readonly byId
   private readonly revokeStatement
   private readonly checkStatement
-  private readonly grants = new Map<string, KeyGrant>()
 
   constructor (db: Db) {
     this.insert = db.prepare('INSERT INTO api_keys (id, prefix, hash, owner, role, name, models, created_at, created_by, expires_at, limits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
@@ -126,24 +123,15 @@ export class ApiKeys {
     return this.revokeStatement.run(Date.now(), id).changes === 1
   }
 
-  /**
-   * What a valid key grants, or why it is refused. Every request asks the store (a revocation
-   * holds from the next request); what a key grants never changes after creation, so it is
-   * built once per key and reused.
-   */
+  /** What a valid key grants and until when, or why it is refused. */
   verify (key: string): { grant: KeyGrant, expiresAt: number } | string {
     const row = this.checkStatement.get(hashOf(key))
     if (row === undefined) return 'invalid API key'
     if (row.revoked_at !== null) return 'API key revoked'
     if (row.expires_at !== null && row.expires_at <= Date.now()) return 'API key expired'
-    let grant = this.grants.get(row.id)
-    if (grant === undefined) {
-      if (this.grants.size >= GRANT_CACHE_SIZE) this.grants.delete(this.grants.keys().next().value!)
-      grant = { sub: row.owner, role: row.role, keyId: row.id }
-      if (row.models !== null) grant.models = JSON.parse(row.models) as string[]
-      if (row.limits !== null) grant.keyLimits = JSON.parse(row.limits) as KeyLimits
-      this.grants.set(row.id, grant)
-    }
+    const grant: KeyGrant = { sub: row.owner, role: row.role, keyId: row.id }
+    if (row.models !== null) grant.models = JSON.parse(row.models) as string[]
+    if (row.limits !== null) grant.keyLimits = JSON.parse(row.limits) as KeyLimits
     return { grant, expiresAt: row.expires_at ?? Infinity }
   }
 }

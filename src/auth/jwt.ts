@@ -56,11 +56,12 @@ export interface JwtAuthOptions {
 }
 
 /**
- * Every route needs a valid JWT unless its route config says `public: true`. The algorithm is
- * pinned (no `alg: none`, no HS/RS confusion), `exp` is required, `iss`/`aud` when configured.
- * On every request, also for tokens already verified, the store says whether the user is still
- * enabled (and still an admin) and whether the token's session is still live: a primary-key
- * lookup each, so that disabling, demoting and logging out hold from the next request on.
+ * Every route needs a valid JWT or API key unless its route config says `public: true`. The
+ * algorithm is pinned (no `alg: none`, no HS/RS confusion), `exp` is required, `iss`/`aud` when
+ * configured. The store says whether a key is valid, the user still enabled (and still an admin)
+ * and the token's session still live; its answer for a token is reused until the store changes
+ * (see StoreGeneration), so that revoking, disabling, demoting and logging out hold from the next
+ * request on.
  */
 export default fp(async function jwtAuth (app: FastifyInstance, opts: JwtAuthOptions) {
   const jwt = opts.config.auth.jwt
@@ -136,8 +137,7 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: JwtAuthOpt
   }
 
   // What the store said of each token (key valid, user enabled, session live), until anything in
-  // the store changes: a revocation, logout or disabling, here or from the CLI, holds from the
-  // next request on, and the usual request costs one statement instead of three lookups.
+  // the store changes: the usual request costs no lookup at all.
   const { generation } = opts
   const checked = new Map<string, { principal: Principal, until: number }>()
   const authenticate = (request: FastifyRequest): void => {

@@ -32,14 +32,15 @@ export function settled (record: ChatRecord): void {
 
 // Backends that report no usage still get counted: about four characters a token for the prompt,
 // one token a streamed piece for the answer.
+const tokensFor = (chars: number): number => Math.max(1, Math.ceil(chars / 4))
+
 export function estimatePromptTokens (request: ChatRequest): number {
-  const chars = request.messages.reduce((n, m) => n + m.content.length, 0)
-  return Math.max(1, Math.ceil(chars / 4))
+  return tokensFor(request.messages.reduce((n, m) => n + m.content.length, 0))
 }
 
 /** Embedding inputs, by the same rule. */
 export function estimateInputTokens (input: string[]): number {
-  return Math.max(1, Math.ceil(input.reduce((n, text) => n + text.length, 0) / 4))
+  return tokensFor(input.reduce((n, text) => n + text.length, 0))
 }
 
 export function usageOrEstimate (reported: Usage | undefined, request: ChatRequest, completionTokens: number, record: ChatRecord): Usage {

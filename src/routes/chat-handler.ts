@@ -17,10 +17,8 @@ export async function underQuota<T> (gateway: Gateway, request: FastifyRequest, 
   request.chat = record
   let hold
   try {
-    if (gateway.quotas.apply(request.principal)) {
-      const held = gateway.quotas.hold(request.principal, promptEstimate + completionBound, reply)
-      hold = held instanceof Promise ? await held : held
-    }
+    const held = gateway.quotas.hold(request.principal, promptEstimate + completionBound, reply)
+    hold = held instanceof Promise ? await held : held
     return await run(record)
   } finally {
     partialUsage(record, promptEstimate)

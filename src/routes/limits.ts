@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { requestsPerMinuteOf } from '../usage/rate-limits.js'
 
 /** GET /v1/me/limits: the caller's requests-per-minute limit, token quotas and running chats. */
 export default async function limitRoutes (app: FastifyInstance): Promise<void> {
@@ -8,7 +9,7 @@ export default async function limitRoutes (app: FastifyInstance): Promise<void> 
     return {
       user: sub,
       role,
-      requestsPerMinute: config.limits.users[sub]?.requestsPerMinute ?? config.limits.requestsPerMinute[role],
+      requestsPerMinute: requestsPerMinuteOf(config.limits, request.principal),
       ...(keyLimits?.requestsPerMinute !== undefined && { keyRequestsPerMinute: keyLimits.requestsPerMinute }),
       quotas: await quotas.status(request.principal),
     }

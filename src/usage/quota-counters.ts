@@ -1,5 +1,6 @@
 import type { Principal } from '../auth/jwt.js'
 import type { Config } from '../config/schema.js'
+import { utcDay } from './usage-log.js'
 
 // Which counters a request is held against: tokens per day and per month for its user, its API
 // key and its role as a whole, and chats running at once for its user. Windows are UTC days and
@@ -19,17 +20,17 @@ export interface Counter {
   scope?: { column: 'user' | 'key_id' | 'role', value: string, from: string, to: string }
 }
 
-const pad = (n: number): string => String(n).padStart(2, '0')
-
 export interface Windows { day: string, month: string, dayEnd: number, monthEnd: number }
 
+/** Days as the usage table names them (a local counter starts from that table). */
 export function windowsAt (now: number): Windows {
   const d = new Date(now)
   const y = d.getUTCFullYear()
   const m = d.getUTCMonth()
+  const day = utcDay(now)
   return {
-    day: `${y}-${pad(m + 1)}-${pad(d.getUTCDate())}`,
-    month: `${y}-${pad(m + 1)}`,
+    day,
+    month: day.slice(0, 7),
     dayEnd: Date.UTC(y, m, d.getUTCDate() + 1),
     monthEnd: Date.UTC(y, m + 1, 1),
   }

@@ -79,18 +79,13 @@ export class Quotas {
     return maxTokens ?? this.limits.completionEstimate
   }
 
-  /** Whether any quota may apply to the caller (else `hold` need not be asked). */
-  apply (principal: Principal): boolean {
-    return this.configured || principal.keyLimits !== undefined
-  }
-
   /**
    * Holds `estimate` tokens (and one running chat) for the caller, or throws the 429 naming the
    * limit. Sets the x-ratelimit-*-tokens headers. Undefined: no quota applies. A promise only
    * when the store is remote (Redis).
    */
   hold (principal: Principal, estimate: number, reply: FastifyReply): Hold | undefined | Promise<Hold | undefined> {
-    if (!this.apply(principal)) return undefined
+    if (!this.configured && principal.keyLimits === undefined) return undefined
     const now = Date.now()
     const counters = this.countersOf(principal, now)
     if (counters.length === 0) return undefined

@@ -1,5 +1,6 @@
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
+import type { Principal } from '../auth/jwt.js'
 import type { Config } from '../config/schema.js'
 import { GatewayError } from '../errors.js'
 import { redisRateLimitStore, type SharedRedis } from './redis.js'
@@ -10,12 +11,13 @@ import { redisRateLimitStore, type SharedRedis } from './redis.js'
 
 const WINDOW_MS = 60_000
 
+/** A user's requests per minute: their own override, else their role's (0: no limit). */
+export function requestsPerMinuteOf (limits: Config['limits'], principal: Principal): number {
+  return limits.users[principal.sub]?.requestsPerMinute ?? limits.requestsPerMinute[principal.role]
+}
+
 export async function registerRateLimits (app: FastifyInstance, config: Config, redis: SharedRedis | undefined): Promise<void> {
-  const { limits } = config
-  const perUser = (request: FastifyRequest): number => {
-    const { sub, role } = request.principal
-    return (limits.users[sub]?.requestsPerMinute ?? limits.requestsPerMinute[role]) || Number.MAX_SAFE_INTEGER
-  }
+  const perUser = (request: FastifyRequest): number => requestsPerMinuteOf(config.limits, request.principal) || Number.MAX_SAFE_INTEGER
   await app.register(rateLimit, {
     global: true,
     // Counted on arrival (authentication is an earlier onRequest hook): a request over the limit
