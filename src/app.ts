@@ -31,6 +31,10 @@ import healthRoutes from './routes/health.js'
 import ollamaModelRoutes from './routes/ollama-models.js'
 import ollamaRoutes from './routes/ollama.js'
 import openaiRoutes from './routes/openai.js'
+import proxyRoutes from './proxy/routes.js'
+import biochatterRoutes from './routes/biochatter.js'
+import signInRoutes from './routes/sign-in.js'
+import fastifyCookie from '@fastify/cookie'
 
 declare module 'fastify' {
   interface FastifyRequest { bodyText: string | undefined }
@@ -122,6 +126,11 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(limitRoutes)
   await app.register(userRoutes)
   await app.register(usageRoutes)
+  await app.register(biochatterRoutes)
+  // Cookies are read only where a route needs them (the login gate), not on every request.
+  await app.register(fastifyCookie, { hook: false })
+  await app.register(signInRoutes)
+  await app.register(proxyRoutes)
 
   if (certificates === undefined) app.decorate('tls', undefined)
   else {

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import { hashPassword } from './auth/passwords.js'
 import { parseTtl } from './auth/ttl.js'
 import { ConfigError, configPathFrom, loadConfig } from './config/load.js'
+import { BIOCHATTER_HELP, BioChatterUsageError, biochatterModels } from './cli-biochatter.js'
 import { KEYS_HELP, KeysUsageError, runKeys } from './cli-keys.js'
 import { USERS_HELP, UsersUsageError, runUsers } from './cli-users.js'
 import { GatewayError } from './errors.js'
@@ -22,6 +23,7 @@ Commands:
   token           print a JWT signed with the configured key
   keys            create, list and revoke API keys
   users           add, list, enable, disable users and reset their passwords
+  biochatter-models  print the LLMModels block for the BioChatter Next frontend's config
 
 Run "chatgate <command> --help" for a command's options.`,
   serve: `Usage: chatgate serve [--config FILE]
@@ -40,6 +42,7 @@ Prints a JWT for NAME with the given role, signed with the key the config names 
 secret under store.dir when none is configured). TTL: a number and s, m, h or d.`,
   keys: KEYS_HELP,
   users: USERS_HELP,
+  'biochatter-models': BIOCHATTER_HELP,
 }
 
 const OPTIONS = {
@@ -119,6 +122,12 @@ export async function main (argv: string[]): Promise<number> {
     case 'users':
       process.stdout.write(await runUsers(configFile, positionals, values, readStdin) + '\n')
       return 0
+    case 'biochatter-models': {
+      const { yaml, unreachable } = await biochatterModels(configFile, values.role)
+      for (const backend of unreachable) process.stderr.write(`backend ${backend} did not answer: its models are not listed\n`)
+      process.stdout.write(yaml)
+      return 0
+    }
     default:
       await printToken(configFile, values.sub, values.role, values.ttl ?? '1h')
       return 0
@@ -128,7 +137,7 @@ export async function main (argv: string[]): Promise<number> {
 const packageVersion = (): string => (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
 /** Errors whose message is all the user needs (no stack): bad usage, and the store refusing (unknown user, duplicate name). */
-const isUserMistake = (err: unknown): boolean => err instanceof UsageError || err instanceof KeysUsageError || err instanceof UsersUsageError ||
+const isUserMistake = (err: unknown): boolean => err instanceof UsageError || err instanceof BioChatterUsageError || err instanceof KeysUsageError || err instanceof UsersUsageError ||
   err instanceof GatewayError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true
 
 main(process.argv.slice(2)).then((code) => {

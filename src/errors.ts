@@ -1,8 +1,11 @@
 // One error type for the whole gateway, rendered in whichever protocol the caller speaks.
 
-export type Surface = 'openai' | 'ollama'
+export type Surface = 'openai' | 'ollama' | 'biochatter'
 
 export class GatewayError extends Error {
+  /** A spent token quota: the quota's size (the BioChatter Next API reports it). */
+  quotaLimit?: number
+
   constructor (
     readonly statusCode: number,
     message: string,
@@ -46,7 +49,7 @@ function ollamaErrorBody (message: string): object {
 }
 
 export function errorBody (surface: Surface, err: GatewayError): object {
-  return surface === 'openai' ? openaiErrorBody(err.statusCode, err.message, err.code) : ollamaErrorBody(err.message)
+  return surface === 'ollama' ? ollamaErrorBody(err.message) : openaiErrorBody(err.statusCode, err.message, err.code)
 }
 
 /** Which protocol a path belongs to; the Ollama surface is `/api/*` and `/`. */

@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { GatewayError, errorBody, surfaceOf } from './errors.js'
 
 /** Fastify's own errors (validation, body parsing, limits) in words a caller can act on. */
-function toGatewayError (err: FastifyError): GatewayError {
+export function toGatewayError (err: FastifyError): GatewayError {
   if (err instanceof GatewayError) return err
   if (err.validation !== undefined) {
     const where = err.validationContext ?? 'body'

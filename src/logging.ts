@@ -68,12 +68,18 @@ export function loggerOptions (config: Config): Exclude<FastifyServerOptions['lo
   }
 }
 
+declare module 'fastify' {
+  /** A refusal sent with another HTTP status (the BioChatter Next API answers 200): the real one, for the log. */
+  interface FastifyRequest { refusedWith?: number }
+}
+
 /** Called once per request when the connection is done with it, after its log line. */
 export type RequestDone = (request: FastifyRequest, status: number, durationMs: number) => void
 
 /** One line per request, written when the connection is done with it (finished or aborted). */
 export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): void {
   app.decorateRequest('chat', undefined)
+  app.decorateRequest('refusedWith', undefined)
   // Callback-style hooks: an async hook costs Fastify a promise and extra ticks per request.
   app.addHook('onRequest', (request, reply, done) => {
     const started = performance.now()
@@ -82,7 +88,9 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
       const finished = res.writableFinished
       const chat = request.chat
       // Built flat, without spreads: this runs for every request.
-      const status = finished ? res.statusCode : 499
+      // A proxied WebSocket (reply-from hijacked the reply, no HTTP response) ends with its socket.
+      const upgraded = !finished && reply.sent && !res.headersSent && request.headers.upgrade !== undefined
+      const status = finished ? request.refusedWith ?? res.statusCode : upgraded ? 101 : 499
       const line: Record<string, unknown> = {
         method: request.method,
         url: request.url,
@@ -102,7 +110,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
       }
       const durationMs = Math.round(performance.now() - started)
       line.durationMs = durationMs
-      request.log.info(line, finished ? 'request' : 'request aborted by client')
+      request.log.info(line, finished ? 'request' : upgraded ? 'websocket closed' : 'request aborted by client')
       onDone?.(request, status, durationMs)
     })
     done()

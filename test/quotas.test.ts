@@ -87,7 +87,8 @@ t.test('concurrent chats per user: the limit holds, and a finished, failed or ab
   o.mode = { gate: held.promise }
   const alice = gw.auth('user', 'alice')
   const first = [chat(gw, alice, { stream: true }), chat(gw, alice, { path: '/api/chat' })]
-  await o.waitForRequests(2)
+  // Both are at the backend (discovery's requests to other paths do not count).
+  await o.waitForRequests(2, '/api/chat')
   const third = await chat(gw, alice, { stream: true })
   t.equal(third.status, 429)
   t.match(third.json(), { error: { code: 'rate_limit_exceeded', message: "too many requests at once: user 'alice' chats at once (limits.concurrentStreams.user) allows 2; retry when one has finished" } })
@@ -95,7 +96,7 @@ t.test('concurrent chats per user: the limit holds, and a finished, failed or ab
   // Per-user override.
   const vip = gw.auth('user', 'vip')
   const vips = [chat(gw, vip), chat(gw, vip), chat(gw, vip)]
-  await o.waitForRequests(5)
+  await o.waitForRequests(5, '/api/chat')
   t.equal((await chat(gw, vip)).status, 429)
   held.open()
   t.same((await Promise.all([...first, ...vips])).map((a) => a.status), [200, 200, 200, 200, 200])

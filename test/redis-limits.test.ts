@@ -3,6 +3,8 @@
 // concurrent-chat limit; Redis going away is answered as store.redis.onError says, and logged.
 import t, { type Test } from 'tap'
 import { PassThrough } from 'node:stream'
+import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import { OllamaEmulator } from './emulators/ollama.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
 import { chat, gate, hundredStreams, until } from './helpers/limits.js'
@@ -68,7 +70,8 @@ t.test('two replicas share one limit of chats at once', async (t) => {
   o.mode = { gate: held.promise }
   const alice = a.auth('user', 'alice')
   const running = [chat(a, alice, { stream: true }), chat(b, alice, { path: '/api/chat', stream: true })]
-  await o.waitForRequests(2)
+  // Both are at the backend (discovery's requests to other paths do not count).
+  await o.waitForRequests(2, '/api/chat')
   const third = await chat(b, alice)
   t.equal(third.status, 429)
   t.match(third.json().error.message, /^too many requests at once: user 'alice' chats at once/)
@@ -128,4 +131,33 @@ t.test('holds of a replica that died lapse instead of blocking the quota', async
   // A settle after its hold lapsed still counts what was used.
   await store.settle('dead-replica-hold', [counter], 10, 3)
   t.same(await store.read([counter]), [{ used: 7, held: 0 }])
+})
+
+t.test('a gateway closing while a finished chat still settles its hold in Redis waits for it, and records the chat', async (t) => {
+  const redis = await startRedis(t)
+  const o = await OllamaEmulator.start()
+  t.teardown(() => o.close())
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], {
+    auth: { jwt: { secret: SECRET } },
+    limits: { tokensPerDay: { user: 1000 } },
+    store: { redis: { url: redis.url, connectTimeoutMs: 2000 } },
+  })
+  const alice = gw.auth('user', 'alice')
+  t.equal((await chat(gw, alice, { maxTokens: 9 })).status, 200)
+  // Writes to Redis now wait (longer than the gateway's command timeout): the next chat is
+  // answered (its hold was taken first) but cannot settle until that timeout.
+  const held = gate()
+  o.mode = { gate: held.promise }
+  const answer = chat(gw, alice, { stream: true, maxTokens: 9 })
+  await o.waitForRequests(2, '/api/chat')
+  await redis.client().call('CLIENT', 'PAUSE', '30000', 'WRITE')
+  held.open()
+  t.equal((await answer).status, 200)
+  await gw.app.close()
+  const db = new Database(join(gw.config.store.dir, 'chatgate.db'), { readonly: true })
+  t.teardown(() => db.close())
+  t.same(db.prepare('SELECT endpoint, prompt_tokens, completion_tokens, status FROM usage ORDER BY id').all(), [
+    { endpoint: '/v1/chat/completions', prompt_tokens: 1, completion_tokens: 4, status: 200 },
+    { endpoint: '/v1/chat/completions', prompt_tokens: 1, completion_tokens: 4, status: 200 },
+  ], 'both chats recorded, the second after its settle gave up')
 })

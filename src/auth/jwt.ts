@@ -19,6 +19,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Signs an access token; with `sid`, it lives and dies with that login session. */
     issueToken: (sub: string, role: Role, ttlSeconds: number, sid?: string) => { token: string, expiresAt: Date }
+    /** Authenticates a request of a public route that takes credentials when given; throws the 401. */
+    authenticate: (request: FastifyRequest) => void
   }
   interface FastifyRequest { principal: Principal }
   interface FastifyContextConfig { public?: boolean }
@@ -141,7 +143,6 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: JwtAuthOpt
   const { generation } = opts
   const checked = new Map<string, { principal: Principal, until: number }>()
   const authenticate = (request: FastifyRequest): void => {
-    if (request.routeOptions.config.public === true) return
     const token = bearerToken(request)
     if (generation === undefined) {
       request.principal = fromStore(token).principal
@@ -158,8 +159,10 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: JwtAuthOpt
     checked.set(token, found)
     request.principal = found.principal
   }
+  app.decorate('authenticate', authenticate)
   // Callback style: verification is synchronous, and an async hook costs a promise per request.
   app.addHook('onRequest', (request, _reply, done) => {
+    if (request.routeOptions.config.public === true) return done()
     try {
       authenticate(request)
     } catch (err) {

@@ -32,3 +32,6 @@ export async function verifyPassword (password: string, stored: string): Promise
   const key = await derive(password, salt, { N: n, r, p }, expected.length)
   return timingSafeEqual(key, expected)
 }
+
+/** Checked against when a user name is unknown, so that a wrong name costs as long as a wrong password. */
+export const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='

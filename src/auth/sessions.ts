@@ -8,6 +8,7 @@ import type { Db } from '../store/database.js'
 // of a refresh token is stored, as for API keys (256 random bits: a slow hash would add nothing).
 
 export const REFRESH_PREFIX = 'cgr_'
+const BROWSER_PREFIX = 'cgb_'
 
 /** Ends every live session of a user; Users runs it inside its own transactions (password reset, disable). */
 export const END_USER_SESSIONS = 'UPDATE sessions SET revoked_at = ? WHERE user = ? AND revoked_at IS NULL'
@@ -43,11 +44,15 @@ export class Sessions {
   private readonly pruneSessions
   private readonly rotation
   private prunedAt = 0
+  private readonly insertBrowserSession
+  private readonly browserRow
 
   constructor (private readonly db: Db) {
     // Hot path: one primary-key lookup that yields a number (1 live, 0 ended) or undefined (unknown).
     this.liveStatement = db.prepare<[string], number>('SELECT revoked_at IS NULL FROM sessions WHERE id = ?').pluck()
     this.insertSession = db.prepare('INSERT INTO sessions (id, user, created_at, expires_at) VALUES (?, ?, ?, ?)')
+    this.insertBrowserSession = db.prepare('INSERT INTO sessions (id, user, created_at, expires_at, cookie_hash) VALUES (?, ?, ?, ?, ?)')
+    this.browserRow = db.prepare<[string, number], { id: string, user: string }>('SELECT id, user FROM sessions WHERE cookie_hash = ? AND revoked_at IS NULL AND expires_at > ?')
     this.insertToken = db.prepare('INSERT INTO refresh_tokens (hash, session_id, created_at, expires_at) VALUES (?, ?, ?, ?)')
     this.tokenRow = db.prepare<[string], TokenRow>(`SELECT t.session_id, t.expires_at, t.used_at, s.user, s.revoked_at
       FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.hash = ?`)
@@ -80,6 +85,26 @@ export class Sessions {
     const now = Date.now()
     this.insertSession.run(id, user, now, now + ttlSeconds * 1000)
     return this.issue(id, user, now, ttlSeconds)
+  }
+
+  /**
+   * A browser's session after it signed in on the login page: the cookie is a random secret the
+   * store keeps only as a hash. It ends at `ttlSeconds` (no sliding), on sign-out, and with the
+   * user's other sessions (disable, password reset).
+   */
+  startBrowser (user: string, ttlSeconds: number): { sessionId: string, cookie: string, expiresAt: Date } {
+    const id = randomUUID()
+    const cookie = BROWSER_PREFIX + randomBytes(32).toString('base64url')
+    const now = Date.now()
+    const expiresAt = now + ttlSeconds * 1000
+    this.insertBrowserSession.run(id, user, now, expiresAt, hashOf(cookie))
+    return { sessionId: id, cookie, expiresAt: new Date(expiresAt) }
+  }
+
+  /** The live, unexpired session a session cookie names. */
+  browserSession (cookie: string): { id: string, user: string } | undefined {
+    if (!cookie.startsWith(BROWSER_PREFIX)) return undefined
+    return this.browserRow.get(hashOf(cookie), Date.now())
   }
 
   /** Trades a refresh token for the next one of its session; a reused token ends the session. */

@@ -3,6 +3,7 @@ import { parseDocument } from 'yaml'
 import { Value } from '@sinclair/typebox/value'
 import { SetErrorFunction, DefaultErrorFunction, ValueErrorType } from '@sinclair/typebox/errors'
 import { nameProblem } from '../tls/names.js'
+import { proxyProblems } from './proxy-schema.js'
 import { ConfigSchema, type Config } from './schema.js'
 
 /** A config file that cannot be used; `problems` names each one by its path. */
@@ -63,6 +64,7 @@ function crossCheck (config: Config): string[] {
     if (seen.has(b.name)) problems.push(`backends[${i}].name: "${b.name}" is already used by backends[${seen.get(b.name)}]`)
     seen.set(b.name, i)
   })
+  problems.push(...proxyProblems(config.proxy))
   const users = new Set<string>()
   config.auth.users.forEach((u, i) => {
     if (users.has(u.username)) problems.push(`auth.users[${i}].username: "${u.username}" appears twice`)

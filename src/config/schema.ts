@@ -1,4 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { BioChatterSchema } from './biochatter-schema.js'
+import { ProxySchema } from './proxy-schema.js'
 
 // The config file's schema. Defaults live here so that the example file, the generated JSON Schema
 // and the running gateway agree on them.
@@ -35,6 +37,7 @@ export const AuthSchema = Type.Object({
   users: Type.Array(UserSchema, { default: [] }),
   loginPerMinute: Type.Integer({ minimum: 1, default: 10, description: 'Login attempts per client IP per minute' }),
   refreshTokenTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '30d', description: 'a duration like 30d (s, m, h, d): the lifetime of refresh tokens from /auth/login, started again by each /auth/refresh' }),
+  browserSessionTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '12h', description: 'How long a browser stays signed in on the login page (the session cookie of auth: login proxy routes)' }),
   modelAccess: Type.Object({
     user: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),
     admin: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),
@@ -155,6 +158,8 @@ export const ConfigSchema = Type.Object({
   backends: Type.Array(BackendSchema, { minItems: 1 }),
   models: ModelsSchema,
   routing: RoutingSchema,
+  proxy: ProxySchema,
+  biochatter: BioChatterSchema,
   store: StoreSchema,
   log: LogSchema,
 }, { additionalProperties: false, $id: 'https://chatgate.dev/config.schema.json', title: 'ChatGate configuration' })
@@ -165,3 +170,4 @@ export type TlsConfig = Static<typeof TlsSchema>
 export type Role = Static<typeof Role>
 export type UserLimitsConfig = Static<typeof UserLimits>
 export type RedisConfig = Static<typeof RedisSchema>
+export type BioChatterConfig = Static<typeof BioChatterSchema>

@@ -5,6 +5,7 @@ import { GatewayError, type Surface } from '../errors.js'
 import { LineSplitter, SseSplitter, countLines, lastLine, parseJson, sseData } from '../protocols/framing.js'
 import type { ChatRequest, StreamStep } from '../protocols/internal.js'
 import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult, tapOllamaUsage, type OllamaKind } from '../protocols/ollama/response.js'
+import { nextCompletion } from '../protocols/biochatter/response.js'
 import { OpenAIStreamReader, OpenAIStreamWriter, openaiCompletion, openaiStreamError, readOpenAICompletion } from '../protocols/openai/response.js'
 import type { ClientStream } from './client-stream.js'
 import { UpstreamRefusal, connectionFailure } from './upstream.js'
@@ -28,7 +29,7 @@ export interface Delivery {
 const TRUNCATED = 'backend closed the stream before the answer was complete'
 
 export function errorFrame (surface: Surface, err: GatewayError): string {
-  return surface === 'openai' ? openaiStreamError(err.statusCode, err.message, err.code) : ollamaStreamError(err.message)
+  return surface === 'ollama' ? ollamaStreamError(err.message) : openaiStreamError(err.statusCode, err.message, err.code)
 }
 
 /** Reading the upstream body failed: end the client's stream with an error frame, or let another backend try. */
@@ -224,6 +225,7 @@ async function deliverWhole (d: Delivery, passthrough: boolean): Promise<void> {
   markFirstToken(d)
   if (passthrough) d.client.sendWhole(text)
   else if (d.surface === 'openai') d.client.sendWhole(JSON.stringify(openaiCompletion(d.request.model, result)))
+  else if (d.surface === 'biochatter') d.client.sendWhole(JSON.stringify(nextCompletion(result, usage)))
   else d.client.sendWhole(JSON.stringify(ollamaResult(d.request.model, d.kind, result, usage, { startedAt: d.startedAt })))
 }
 

@@ -16,6 +16,8 @@ export interface ChatRecord {
   /** The handler still runs: usage is recorded when it has settled the figures (`settled`). */
   inFlight?: boolean
   onSettled?: () => void
+  /** The BioChatter Next chat session the request belongs to. */
+  session?: string
 }
 
 /** Runs `fn` once the request's figures are final: now, or when its handler settles them. */

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { RateLimitOptions } from '@fastify/rate-limit'
 import type { Account } from '../auth/users.js'
 import type { Refresh } from '../auth/sessions.js'
-import { verifyPassword } from '../auth/passwords.js'
+import { DUMMY_HASH, verifyPassword } from '../auth/passwords.js'
 import { parseTtl } from '../auth/ttl.js'
 import { GatewayError } from '../errors.js'
 
@@ -14,8 +14,6 @@ import { GatewayError } from '../errors.js'
 const LoginBody = Type.Object({ username: Type.String({ minLength: 1 }), password: Type.String({ minLength: 1 }) })
 const RefreshBody = Type.Object({ refresh_token: Type.String({ minLength: 1 }) })
 
-// Compared against when the user does not exist, so a wrong name costs as long as a wrong password.
-const DUMMY_HASH = 'scrypt$16384$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA='
 
 /** The optional `{refresh_token}` of a logout; the body itself is optional, so no route schema. */
 function logoutRefreshToken (request: FastifyRequest): string | undefined {

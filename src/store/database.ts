@@ -67,6 +67,12 @@ const MIGRATIONS: string[] = [
    );
    CREATE INDEX usage_day ON usage (day);
    CREATE INDEX usage_user_day ON usage (user, day);`,
+  // 3: the BioChatter Next chat session a request belongs to (its /v1/tokenusage reads it).
+  `ALTER TABLE usage ADD COLUMN session TEXT;
+   CREATE INDEX usage_session_day ON usage (session, day) WHERE session IS NOT NULL;`,
+  // 4: login sessions of browsers (the login gate): the session cookie, stored as its hash.
+  `ALTER TABLE sessions ADD COLUMN cookie_hash TEXT;
+   CREATE UNIQUE INDEX sessions_cookie ON sessions (cookie_hash) WHERE cookie_hash IS NOT NULL;`,
 ]
 
 export type Db = Database.Database

@@ -41,9 +41,13 @@ function refusal (counter: Counter, held: number, amount: number, now: number): 
   const wait = counter.resetsAt! - now
   const retryAfter = Math.ceil(wait / 1000)
   if (amount > counter.limit) {
-    return new GatewayError(429, `token quota exceeded: this request may use up to ${amount} tokens, more than the whole quota of ${counter.limit} ${counter.label}; ask for fewer tokens (max_tokens / num_predict)`, 'insufficient_quota', retryAfter)
+    const tooLarge = new GatewayError(429, `token quota exceeded: this request may use up to ${amount} tokens, more than the whole quota of ${counter.limit} ${counter.label}; ask for fewer tokens (max_tokens / num_predict)`, 'insufficient_quota', retryAfter)
+    tooLarge.quotaLimit = counter.limit
+    return tooLarge
   }
-  return new GatewayError(429, `token quota exceeded: ${counter.label} is ${counter.limit}; ${held} used or held by running requests, this request may use up to ${amount}; resets in ${inWords(wait)}`, 'insufficient_quota', retryAfter)
+  const spent = new GatewayError(429, `token quota exceeded: ${counter.label} is ${counter.limit}; ${held} used or held by running requests, this request may use up to ${amount}; resets in ${inWords(wait)}`, 'insufficient_quota', retryAfter)
+  spent.quotaLimit = counter.limit
+  return spent
 }
 
 export class Quotas {
@@ -56,6 +60,8 @@ export class Quotas {
    * caller's principal object is reused from request to request (authentication keeps it).
    */
   private readonly counters = new WeakMap<Principal, { counters: Counter[], until: number }>()
+  /** Settles still on their way to the store (Redis): close waits for them, so none is cut off. */
+  private readonly settling = new Set<Promise<void>>()
 
   /** `failed` says what a store error means (Redis down): a refusal, or undefined to let the request through. */
   constructor (
@@ -114,7 +120,12 @@ export class Quotas {
     const spent = this.spent(record)
     try {
       const done = this.store.settle(id, counters, estimate, spent)
-      if (done instanceof Promise) return done.catch((err: unknown) => { this.failed(err) })
+      if (done instanceof Promise) {
+        const tracked: Promise<void> = done.catch((err: unknown) => { this.failed(err) })
+          .finally(() => { this.settling.delete(tracked) })
+        this.settling.add(tracked)
+        return tracked
+      }
     } catch (err) {
       this.failed(err)
     }
@@ -159,7 +170,12 @@ export class Quotas {
     }))
   }
 
-  close (): Promise<void> {
-    return this.store.close()
+  /**
+   * After the server has stopped: a request whose answer has gone out may still be settling its
+   * hold (and only then records its usage); wait for those before the store goes.
+   */
+  async close (): Promise<void> {
+    await Promise.all(this.settling)
+    await this.store.close()
   }
 }

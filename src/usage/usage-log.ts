@@ -22,6 +22,8 @@ export interface UsageRecord {
   durationMs: number
   ttftMs?: number | undefined
   status: number
+  /** The BioChatter Next chat session (`session_id`), for requests from that surface. */
+  session?: string | undefined
 }
 
 /** Where UsageLog reports failed writes; a pino logger fits. */
@@ -43,8 +45,8 @@ const stderrLogger: UsageLogger = {
   error: (obj, msg) => { process.stderr.write(`${JSON.stringify({ level: 50, time: Date.now(), msg, ...obj })}\n`) },
 }
 
-const COLUMNS = '(ts, day, user, role, key_id, model, backend, endpoint, prompt_tokens, completion_tokens, estimated, duration_ms, ttft_ms, status)'
-const ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'
+const COLUMNS = '(ts, day, user, role, key_id, model, backend, endpoint, prompt_tokens, completion_tokens, estimated, duration_ms, ttft_ms, status, session)'
+const ROW = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)'
 // Rows per INSERT statement: one statement for many rows costs far less than a statement a row.
 const ROWS_PER_INSERT = 50
 
@@ -99,7 +101,7 @@ export class UsageLog {
       this.day = { name: utcDay(r.ts), start, end: start + 86_400_000 }
     }
     return [r.ts, this.day.name, r.user, r.role, r.keyId ?? null, r.model, r.backend ?? null, r.endpoint,
-      r.promptTokens, r.completionTokens, r.estimated ? 1 : 0, r.durationMs, r.ttftMs ?? null, r.status]
+      r.promptTokens, r.completionTokens, r.estimated ? 1 : 0, r.durationMs, r.ttftMs ?? null, r.status, r.session ?? null]
   }
 
   /** Records waiting to be written. */
@@ -168,6 +170,7 @@ export function recordUsage (usage: UsageLog): (request: FastifyRequest, status:
       ttftMs: chat.ttftMs,
       // A stream that broke after its 200 counts as the failure it was.
       status: chat.streamFailed === true ? 502 : status,
+      session: chat.session,
     }))
   }
 }

@@ -27,9 +27,10 @@ export async function startGateway (t: Teardown, backends: TestBackend[], extra:
   const dir = mkdtempSync(join(tmpdir(), 'chatgate-test-'))
   const raw = {
     server: { host: '127.0.0.1', port: 0 },
-    store: { dir },
     log: { level: 'silent' },
     ...extra,
+    // Each gateway its own store unless the test names one: never the working directory's data/.
+    store: { dir, ...(extra.store as object | undefined) },
     routing: { discoveryIntervalMs: 60_000, ...(extra.routing as object | undefined) },
     backends,
   }

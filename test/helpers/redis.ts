@@ -25,14 +25,18 @@ export async function startRedis (t: Teardown): Promise<TestRedis> {
   const clients: Redis[] = []
 
   const start = async (): Promise<void> => {
-    child = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'inherit'] })
+    // Its output goes to pipes of this process, never to inherited descriptors: a redis-server
+    // that outlives a killed test file must not hold the test runner's output open.
+    child = spawn('redis-server', ['--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] })
     // redis-server prints this line once it accepts connections.
     await new Promise<void>((resolve, reject) => {
       let out = ''
-      child!.stdout!.on('data', (d: Buffer) => {
+      const read = (d: Buffer): void => {
         out += d.toString()
         if (/ready to accept connections/i.test(out)) resolve()
-      })
+      }
+      child!.stdout!.on('data', read)
+      child!.stderr!.on('data', read)
       child!.once('exit', (code) => reject(new Error(`redis-server exited with ${code}: ${out}`)))
     })
   }
