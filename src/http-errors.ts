@@ -2,7 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { GatewayError, errorBody, surfaceOf } from './errors.js'
 
 /** Fastify's own errors (validation, body parsing, limits) in words a caller can act on. */
-export function toGatewayError (err: FastifyError): GatewayError {
+function toGatewayError (err: FastifyError): GatewayError {
   if (err instanceof GatewayError) return err
   if (err.validation !== undefined) {
     const where = err.validationContext ?? 'body'
@@ -28,12 +28,15 @@ export function send (request: FastifyRequest, reply: FastifyReply, error: Gatew
   return reply.code(error.statusCode === 499 ? 400 : error.statusCode).type('application/json; charset=utf-8').send(errorBody(surfaceOf(request.url), error))
 }
 
+/** A route's error as the gateway answers it; one that is not ChatGate's own refusal is logged. */
+export function caughtError (err: FastifyError, request: FastifyRequest): GatewayError {
+  const error = toGatewayError(err)
+  if (error.statusCode >= 500 && !(err instanceof GatewayError)) request.log.error({ err }, 'unhandled error')
+  return error
+}
+
 export function installErrorHandlers (app: FastifyInstance): void {
-  app.setErrorHandler((err: FastifyError, request, reply) => {
-    const error = toGatewayError(err)
-    if (error.statusCode >= 500 && !(err instanceof GatewayError)) request.log.error({ err }, 'unhandled error')
-    return send(request, reply, error)
-  })
+  app.setErrorHandler((err: FastifyError, request, reply) => send(request, reply, caughtError(err, request)))
   app.setNotFoundHandler((request, reply) =>
     send(request, reply, new GatewayError(404, `no route ${request.method} ${request.url.split('?')[0]}`, 'route_not_found')))
 }

@@ -4,12 +4,12 @@
 import t, { type Test } from 'tap'
 import { request as httpRequest, createServer, type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { OllamaEmulator } from './emulators/ollama.js'
 import { XinferenceEmulator } from './emulators/xinference.js'
+import { cli } from './helpers/cli.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
 
 interface Answer { status: number, type: string | undefined, json: any }
@@ -288,15 +288,3 @@ t.test('chatgate biochatter-models prints the LLMModels block of what the pool s
   t.match(bad.stderr, /--role must be user or admin/)
   t.match((await cli(['biochatter-models', '--help'])).stdout, /LLMModels block/)
 })
-
-function cli (args: string[]): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...process.execArgv, 'src/cli.ts', ...args])
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end()
-  })
-}

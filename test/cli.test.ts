@@ -6,23 +6,10 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { hashPassword, verifyPassword } from '../src/auth/passwords.js'
 import { OllamaEmulator } from './emulators/ollama.js'
+import { cli, type Run } from './helpers/cli.js'
 import { startGateway } from './helpers/gateway.js'
 import { hmacJwt, inOneHour } from './helpers/jwt.js'
 
-// The CLI runs from source in a child process, under the same TypeScript loader as the tests.
-interface Run { code: number | null, stdout: string, stderr: string }
-
-function cli (args: string[], input = '', env: NodeJS.ProcessEnv = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...process.execArgv, 'src/cli.ts', ...args], { env: { ...process.env, ...env } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    child.on('close', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(input)
-  })
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'chatgate-cli-'))
 const SECRET = 'c'.repeat(40)

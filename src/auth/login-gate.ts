@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import '@fastify/cookie'
 import type { Sessions } from './sessions.js'
-import { DISABLED, type Users } from './users.js'
+import type { Users } from './users.js'
 
 // The oauth2-proxy role: routes with `auth: login` need a browser signed in on ChatGate's login
 // page. The session cookie names a login session in the store; without a live one, a page visit
@@ -47,7 +47,7 @@ export function requireBrowserLogin (app: FastifyInstance, sessions: Sessions, u
     const cookie = sessionCookie(app, request)
     const session = cookie === undefined ? undefined : sessions.browserSession(cookie)
     const account = session === undefined ? undefined : users.account(session.user)
-    if (session === undefined || account === undefined || !account.enabled || users.standing(session.user) === DISABLED) {
+    if (session === undefined || account === undefined || !account.enabled) {
       refuse(request, reply)
       return
     }

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { RateLimitOptions } from '@fastify/rate-limit'
+import { perClientIp } from '../usage/rate-limits.js'
 import type { Account } from '../auth/users.js'
 import type { Refresh } from '../auth/sessions.js'
 import { DUMMY_HASH, verifyPassword } from '../auth/passwords.js'
@@ -34,17 +35,7 @@ export default async function authRoutes (app: FastifyInstance): Promise<void> {
   const { config, users, sessions } = app.gateway
   const accessTtl = parseTtl(config.auth.jwt.tokenTtl)!
   const refreshTtl = parseTtl(config.auth.refreshTokenTtl)!
-  // Counted before the body is even parsed: every attempt costs, well-formed or not. The answer
-  // is built here: these callers have no principal for the global limit's message to name.
-  const perIp = (bucket: string): RateLimitOptions => ({
-    hook: 'onRequest',
-    max: config.auth.loginPerMinute,
-    timeWindow: 60_000,
-    keyGenerator: (request) => `${bucket}:${request.ip}`,
-    errorResponseBuilder: (_request, context) => new GatewayError(429,
-      `rate limit exceeded: ${context.max} ${bucket} attempts per minute from this client; retry in ${context.after}`,
-      'rate_limit_exceeded', Math.ceil(context.ttl / 1000)),
-  })
+  const perIp = (bucket: string): RateLimitOptions => perClientIp(config.auth.loginPerMinute, bucket)
 
   const tokens = (account: Account, refresh: Refresh): Record<string, string> => {
     const { token, expiresAt } = app.issueToken(account.name, account.role, accessTtl, refresh.sessionId)

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { BioChatterUpstream } from '../backends/biochatter-upstream.js'
 import { GatewayError } from '../errors.js'
-import { toGatewayError } from '../http-errors.js'
+import { caughtError } from '../http-errors.js'
 import { NextChatBody, TokenUsageBody, decodeNextChat } from '../protocols/biochatter/request.js'
 import { CODE_OK, CODE_UNKNOWN, nextError } from '../protocols/biochatter/response.js'
 import { relayChat } from '../relay/chat.js'
@@ -36,11 +36,7 @@ async function nextApi (app: FastifyInstance): Promise<void> {
   const sessionTokens = new SessionTokens(gateway.db)
   const upstream = config.upstream === undefined ? undefined : new BioChatterUpstream(config.upstream, config.upstreamTimeoutMs)
 
-  app.setErrorHandler((err: FastifyError, request, reply) => {
-    const error = toGatewayError(err)
-    if (error.statusCode >= 500 && !(err instanceof GatewayError)) request.log.error({ err }, 'unhandled error')
-    return sendNextError(request, reply, error)
-  })
+  app.setErrorHandler((err: FastifyError, request, reply) => sendNextError(request, reply, caughtError(err, request)))
   app.setNotFoundHandler((request, reply) =>
     sendNextError(request, reply, new GatewayError(404, `no route ${request.method} ${request.url.split('?')[0]}`, 'route_not_found')))
 

@@ -1,16 +1,16 @@
 import formBody from '@fastify/formbody'
 import csrf from '@fastify/csrf-protection'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { SESSION_COOKIE, SIGN_IN_PATH, sameOriginPath, sessionCookie } from '../auth/login-gate.js'
+import { SESSION_COOKIE, SIGN_IN_PATH, sameOriginPath } from '../auth/login-gate.js'
 import { DUMMY_HASH, verifyPassword } from '../auth/passwords.js'
 import { parseTtl } from '../auth/ttl.js'
+import { perClientIp } from '../usage/rate-limits.js'
 import { GatewayError } from '../errors.js'
 import { SIGN_IN_CSP, signInPage } from './sign-in-page.js'
 
 // ChatGate's own login page for the login gate (proxy routes with `auth: login`): a form with a
 // CSRF token, a session cookie (httpOnly, SameSite=Lax, Secure over HTTPS) on success, and back
 // to the page the browser asked for. Sign-out ends the session in the store.
-
 
 interface SignInForm { username?: string, password?: string, rd?: string, _csrf?: string }
 
@@ -52,7 +52,7 @@ export default async function signInRoutes (app: FastifyInstance, opts: { constr
     constraints,
     config: {
       public: true,
-      rateLimit: { hook: 'preHandler', max: config.auth.loginPerMinute, timeWindow: 60_000, keyGenerator: (request: FastifyRequest) => `sign-in:${request.ip}` },
+      rateLimit: perClientIp(config.auth.loginPerMinute, 'sign-in'),
     },
     // After the body is parsed: the token is a form field.
     preHandler: app.csrfProtection,
@@ -69,7 +69,7 @@ export default async function signInRoutes (app: FastifyInstance, opts: { constr
 
   // A plain link works for sign-out (apps can point their own logout at it).
   const signOut = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
-    const cookie = sessionCookie(app, request)
+    const cookie = request.cookies[SESSION_COOKIE]
     const session = cookie === undefined ? undefined : sessions.browserSession(cookie)
     if (session !== undefined) sessions.end(session.id)
     void reply.clearCookie(SESSION_COOKIE, { path: '/' })

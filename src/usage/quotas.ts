@@ -40,12 +40,10 @@ function refusal (counter: Counter, held: number, amount: number, now: number): 
   }
   const wait = counter.resetsAt! - now
   const retryAfter = Math.ceil(wait / 1000)
-  if (amount > counter.limit) {
-    const tooLarge = new GatewayError(429, `token quota exceeded: this request may use up to ${amount} tokens, more than the whole quota of ${counter.limit} ${counter.label}; ask for fewer tokens (max_tokens / num_predict)`, 'insufficient_quota', retryAfter)
-    tooLarge.quotaLimit = counter.limit
-    return tooLarge
-  }
-  const spent = new GatewayError(429, `token quota exceeded: ${counter.label} is ${counter.limit}; ${held} used or held by running requests, this request may use up to ${amount}; resets in ${inWords(wait)}`, 'insufficient_quota', retryAfter)
+  const message = amount > counter.limit
+    ? `token quota exceeded: this request may use up to ${amount} tokens, more than the whole quota of ${counter.limit} ${counter.label}; ask for fewer tokens (max_tokens / num_predict)`
+    : `token quota exceeded: ${counter.label} is ${counter.limit}; ${held} used or held by running requests, this request may use up to ${amount}; resets in ${inWords(wait)}`
+  const spent = new GatewayError(429, message, 'insufficient_quota', retryAfter)
   spent.quotaLimit = counter.limit
   return spent
 }

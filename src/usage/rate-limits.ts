@@ -1,4 +1,4 @@
-import rateLimit from '@fastify/rate-limit'
+import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import type { Principal } from '../auth/jwt.js'
 import type { Config } from '../config/schema.js'
@@ -14,6 +14,23 @@ const WINDOW_MS = 60_000
 /** A user's requests per minute: their own override, else their role's (0: no limit). */
 export function requestsPerMinuteOf (limits: Config['limits'], principal: Principal): number {
   return limits.users[principal.sub]?.requestsPerMinute ?? limits.requestsPerMinute[principal.role]
+}
+
+/**
+ * A route's own limit per client address (login, refresh, sign-in). Counted before the body is
+ * even parsed: every attempt costs, well-formed or not. The answer is built here: these callers
+ * have no principal for the global limit's message to name.
+ */
+export function perClientIp (max: number, bucket: string): RateLimitOptions {
+  return {
+    hook: 'onRequest',
+    max,
+    timeWindow: WINDOW_MS,
+    keyGenerator: (request) => `${bucket}:${request.ip}`,
+    errorResponseBuilder: (_request, context) => new GatewayError(429,
+      `rate limit exceeded: ${context.max} ${bucket} attempts per minute from this client; retry in ${context.after}`,
+      'rate_limit_exceeded', Math.ceil(context.ttl / 1000)),
+  }
 }
 
 export async function registerRateLimits (app: FastifyInstance, config: Config, redis: SharedRedis | undefined): Promise<void> {
