@@ -4,6 +4,7 @@ import { ModelAccess } from './auth/access.js'
 import { ApiKeys } from './auth/api-keys.js'
 import { Sessions } from './auth/sessions.js'
 import { Users } from './auth/users.js'
+import { ExternalSignIn } from './auth/external/sign-in.js'
 import jwtAuth from './auth/jwt.js'
 import { Pool } from './backends/pool.js'
 import { openDatabase } from './store/database.js'
@@ -74,6 +75,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   const quotaStore = redis === undefined
     ? new LocalQuotaStore(db, () => usage.flush())
     : new RedisQuotaStore(redis.client, redis.config.keyPrefix, config.limits.holdTimeoutMs)
+  const users = new Users(db, config.auth.users)
   const gateway: Gateway = {
     config,
     pool,
@@ -81,8 +83,9 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     relay: { pool, retries: config.routing.retries, keepAliveMs: config.routing.keepAliveMs },
     db,
     keys: new ApiKeys(db),
-    users: new Users(db, config.auth.users),
+    users,
     sessions: new Sessions(db),
+    signIn: new ExternalSignIn(db, users, config.auth.signIn),
     usage,
     quotas: new Quotas(config.limits, quotaStore, (err) => redis?.failed(err)),
   }

@@ -1,5 +1,6 @@
 import type { ModelAccess } from './auth/access.js'
 import type { ApiKeys } from './auth/api-keys.js'
+import type { ExternalSignIn } from './auth/external/sign-in.js'
 import type { Sessions } from './auth/sessions.js'
 import type { Users } from './auth/users.js'
 import type { Pool } from './backends/pool.js'
@@ -19,6 +20,8 @@ export interface Gateway {
   keys: ApiKeys
   users: Users
   sessions: Sessions
+  /** Sign-in through identity providers (OIDC, GitHub) on the login page. */
+  signIn: ExternalSignIn
   usage: UsageLog
   quotas: Quotas
 }

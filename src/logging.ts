@@ -73,6 +73,13 @@ declare module 'fastify' {
   interface FastifyRequest { refusedWith?: number }
 }
 
+// Query parameters that carry secrets: an identity provider's code and state on the sign-in
+// callback, tokens and keys some clients put in URLs.
+const SECRET_QUERY = /([?&](?:code|state|access_token|id_token|token|key|api_key|apikey)=)[^&#]*/gi
+
+/** A URL as logged: the values of secret query parameters replaced. */
+export const withoutSecrets = (url: string): string => url.replace(SECRET_QUERY, '$1[redacted]')
+
 /** Called once per request when the connection is done with it, after its log line. */
 export type RequestDone = (request: FastifyRequest, status: number, durationMs: number) => void
 
@@ -93,7 +100,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
       const status = finished ? request.refusedWith ?? res.statusCode : upgraded ? 101 : 499
       const line: Record<string, unknown> = {
         method: request.method,
-        url: request.url,
+        url: request.url.includes('=') ? withoutSecrets(request.url) : request.url,
         status,
         user: request.principal?.sub,
       }

@@ -37,6 +37,7 @@ t.test('the example config documents keys that all validate', async (t) => {
   t.equal(config.backends[1]!.apiKey, 'k')
   t.equal(config.models.aliases.default, 'llama3.1:8b')
   t.equal(config.routing.maxWaiting, 64)
+  t.same(config.auth.signIn.providers.map((p) => p.type), ['github', 'oidc'])
 })
 
 t.test('the generated JSON Schema in config/ is current', async (t) => {

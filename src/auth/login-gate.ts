@@ -25,6 +25,13 @@ export function signInLocation (returnTo: string): string {
   return `${SIGN_IN_PATH}?rd=${encodeURIComponent(returnTo)}`
 }
 
+/** Starts a browser session for a user who just signed in, and sends the browser on to `returnTo`. */
+export function startBrowserSession (reply: FastifyReply, sessions: Sessions, user: string, ttlSeconds: number, returnTo: string): FastifyReply {
+  const session = sessions.startBrowser(user, ttlSeconds)
+  void reply.setCookie(SESSION_COOKIE, session.cookie, { path: '/', httpOnly: true, sameSite: 'lax', secure: 'auto', expires: session.expiresAt })
+  return reply.code(303).header('location', returnTo).header('cache-control', 'no-store').send()
+}
+
 /** The session cookie of a request, if it sent one. */
 export function sessionCookie (app: FastifyInstance, request: FastifyRequest): string | undefined {
   const header = request.headers.cookie

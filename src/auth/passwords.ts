@@ -24,7 +24,8 @@ export async function hashPassword (password: string): Promise<string> {
 
 export async function verifyPassword (password: string, stored: string): Promise<boolean> {
   const parts = stored.split('$')
-  if (parts.length !== 6 || parts[0] !== 'scrypt') return false
+  // Not a scrypt hash (a user from an identity provider has none): refused, as slowly as a wrong password.
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return await verifyPassword(password, DUMMY_HASH) && false
   const [n, r, p] = parts.slice(1, 4).map(Number)
   const salt = Buffer.from(parts[4]!, 'base64')
   const expected = Buffer.from(parts[5]!, 'base64')

@@ -15,6 +15,8 @@ const USER_NAME = new RegExp(USER_NAME_PATTERN)
 export const EMAIL_PATTERN = '^[^@\\s]+@[^@\\s]+$'
 const EMAIL = new RegExp(EMAIL_PATTERN)
 export const MIN_PASSWORD_LENGTH = 8
+/** The password hash of users from an identity provider: verifyPassword never accepts it. */
+const NO_PASSWORD = '!external'
 
 /** What `standing()` answers, as small integers so that the per-request check allocates nothing. */
 export const DISABLED = 0
@@ -103,6 +105,19 @@ export class Users {
       if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new GatewayError(409, `user '${spec.name}' already exists`, 'user_exists')
       throw err
     }
+    return this.get(spec.name)!
+  }
+
+  /**
+   * Adds a store user who signs in through an identity provider: no password works for them
+   * (the stored hash is no scrypt hash) until an admin sets one. 409 when the name is taken.
+   */
+  addExternal (spec: { name: string, email?: string | undefined, role: Role }): User {
+    if (!USER_NAME.test(spec.name)) throw new GatewayError(400, `user name '${spec.name}' may only have letters, digits and . _ @ -`, 'invalid_request')
+    checkEmail(spec.email)
+    this.assertFree(spec.name)
+    const now = Date.now()
+    this.insert.run(spec.name, spec.email ?? null, spec.role, NO_PASSWORD, now, now)
     return this.get(spec.name)!
   }
 

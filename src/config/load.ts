@@ -4,6 +4,7 @@ import { Value } from '@sinclair/typebox/value'
 import { SetErrorFunction, DefaultErrorFunction, ValueErrorType } from '@sinclair/typebox/errors'
 import { nameProblem } from '../tls/names.js'
 import { proxyProblems } from './proxy-schema.js'
+import { signInProblems } from './sign-in-schema.js'
 import { ConfigSchema, type Config } from './schema.js'
 
 /** A config file that cannot be used; `problems` names each one by its path. */
@@ -65,6 +66,7 @@ function crossCheck (config: Config): string[] {
     seen.set(b.name, i)
   })
   problems.push(...proxyProblems(config.proxy))
+  problems.push(...signInProblems(config.auth.signIn))
   const users = new Set<string>()
   config.auth.users.forEach((u, i) => {
     if (users.has(u.username)) problems.push(`auth.users[${i}].username: "${u.username}" appears twice`)

@@ -1,6 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { BioChatterSchema } from './biochatter-schema.js'
 import { ProxySchema } from './proxy-schema.js'
+import { SignInSchema } from './sign-in-schema.js'
 
 // The config file's schema. Defaults live here so that the example file, the generated JSON Schema
 // and the running gateway agree on them.
@@ -38,6 +39,7 @@ export const AuthSchema = Type.Object({
   loginPerMinute: Type.Integer({ minimum: 1, default: 10, description: 'Login attempts per client IP per minute' }),
   refreshTokenTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '30d', description: 'a duration like 30d (s, m, h, d): the lifetime of refresh tokens from /auth/login, started again by each /auth/refresh' }),
   browserSessionTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '12h', description: 'How long a browser stays signed in on the login page (the session cookie of auth: login proxy routes)' }),
+  signIn: SignInSchema,
   modelAccess: Type.Object({
     user: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),
     admin: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),

@@ -5,7 +5,12 @@ const escape = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.
 
 export const SIGN_IN_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 
-export function signInPage (opts: { csrf: string, returnTo: string, problem?: string, signedOut?: boolean }): string {
+export function signInPage (opts: { csrf: string, returnTo: string, providers: Array<{ name: string, title: string }>, problem?: string, signedOut?: boolean }): string {
+  const rd = encodeURIComponent(opts.returnTo)
+  const providers = opts.providers.length === 0
+    ? ''
+    : `<div class="providers">\n${opts.providers.map((p) =>
+      `<a class="provider" href="/auth/sign-in/${p.name}?rd=${escape(rd)}">Sign in with ${escape(p.title)}</a>`).join('\n')}\n<p class="or">or with a ChatGate password</p>\n</div>`
   const notice = opts.problem !== undefined
     ? `<p class="problem" role="alert">${escape(opts.problem)}</p>`
     : opts.signedOut === true ? '<p class="notice">You are signed out.</p>' : ''
@@ -23,12 +28,15 @@ label { display: block; margin: .8rem 0 .3rem; }
 input[type=text], input[type=password] { width: 100%; box-sizing: border-box; padding: .5rem; }
 button { margin-top: 1.2rem; width: 100%; padding: .6rem; }
 .problem { color: #a00; } .notice { color: #064; }
+a.provider { display: block; text-align: center; padding: .6rem; margin: .5rem 0; border: 1px solid #888; border-radius: 4px; color: #000; text-decoration: none; }
+.or { text-align: center; color: #555; margin: 1rem 0 0; }
 </style>
 </head>
 <body>
 <form method="post" action="/auth/sign-in">
 <h1>Sign in</h1>
 ${notice}
+${providers}
 <input type="hidden" name="_csrf" value="${escape(opts.csrf)}">
 <input type="hidden" name="rd" value="${escape(opts.returnTo)}">
 <label for="username">User name</label>

@@ -1,16 +1,18 @@
 import formBody from '@fastify/formbody'
 import csrf from '@fastify/csrf-protection'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { SESSION_COOKIE, SIGN_IN_PATH, sameOriginPath } from '../auth/login-gate.js'
+import { SESSION_COOKIE, SIGN_IN_PATH, sameOriginPath, startBrowserSession } from '../auth/login-gate.js'
 import { DUMMY_HASH, verifyPassword } from '../auth/passwords.js'
 import { parseTtl } from '../auth/ttl.js'
 import { perClientIp } from '../usage/rate-limits.js'
 import { GatewayError } from '../errors.js'
+import { externalSignInRoutes } from './sign-in-external.js'
 import { SIGN_IN_CSP, signInPage } from './sign-in-page.js'
 
 // ChatGate's own login page for the login gate (proxy routes with `auth: login`): a form with a
 // CSRF token, a session cookie (httpOnly, SameSite=Lax, Secure over HTTPS) on success, and back
-// to the page the browser asked for. Sign-out ends the session in the store.
+// to the page the browser asked for. Sign-out ends the session in the store. Identity providers
+// (OIDC, GitHub) sign in through the same page: sign-in-external.ts.
 
 interface SignInForm { username?: string, password?: string, rd?: string, _csrf?: string }
 
@@ -41,9 +43,11 @@ export default async function signInRoutes (app: FastifyInstance, opts: { constr
     return page(reply.code(status === 500 ? 500 : status), problem, sameOriginPath((request.body as SignInForm | undefined)?.rd))
   })
 
+  const providers = [...app.gateway.signIn.providers.values()].map((p) => ({ name: p.name, title: p.title }))
   const page = (reply: FastifyReply, problem: string | undefined, returnTo: string, signedOut = false): FastifyReply =>
     reply.header('content-security-policy', SIGN_IN_CSP).header('cache-control', 'no-store').type('text/html; charset=utf-8')
-      .send(signInPage({ csrf: reply.generateCsrf(), returnTo, ...(problem !== undefined && { problem }), signedOut }))
+      .send(signInPage({ csrf: reply.generateCsrf(), returnTo, providers, ...(problem !== undefined && { problem }), signedOut }))
+  externalSignInRoutes(app, { constraints, ttlSeconds: ttl, page })
 
   app.get<{ Querystring: { rd?: string, signed_out?: string } }>(SIGN_IN_PATH, { constraints, config: { public: true } }, async (request, reply) =>
     page(reply, undefined, sameOriginPath(request.query.rd), request.query.signed_out !== undefined))
@@ -62,9 +66,7 @@ export default async function signInRoutes (app: FastifyInstance, opts: { constr
     const account = typeof username === 'string' && username !== '' ? users.account(username) : undefined
     const ok = await verifyPassword(typeof password === 'string' ? password : '', account?.passwordHash ?? DUMMY_HASH)
     if (account === undefined || !ok || !account.enabled) return page(reply.code(401), 'Wrong user name or password.', returnTo)
-    const session = sessions.startBrowser(account.name, ttl)
-    void reply.setCookie(SESSION_COOKIE, session.cookie, { path: '/', httpOnly: true, sameSite: 'lax', secure: 'auto', expires: session.expiresAt })
-    return reply.code(303).header('location', returnTo).header('cache-control', 'no-store').send()
+    return startBrowserSession(reply, sessions, account.name, ttl, returnTo)
   })
 
   // A plain link works for sign-out (apps can point their own logout at it).

@@ -73,6 +73,15 @@ const MIGRATIONS: string[] = [
   // 4: login sessions of browsers (the login gate): the session cookie, stored as its hash.
   `ALTER TABLE sessions ADD COLUMN cookie_hash TEXT;
    CREATE UNIQUE INDEX sessions_cookie ON sessions (cookie_hash) WHERE cookie_hash IS NOT NULL;`,
+  // 5: who signed in through an identity provider: its account (issuer + subject) and our user.
+  `CREATE TABLE user_identities (
+     issuer TEXT NOT NULL,
+     subject TEXT NOT NULL,
+     user TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     last_sign_in INTEGER NOT NULL,
+     PRIMARY KEY (issuer, subject)
+   );`,
 ]
 
 export type Db = Database.Database
