@@ -1,9 +1,11 @@
+import type { IncomingMessage } from 'node:http'
 import Fastify, { LogController, type FastifyBodyParser, type FastifyInstance } from 'fastify'
 import pino, { type DestinationStream } from 'pino'
 import { ModelAccess } from './auth/access.js'
 import { ApiKeys } from './auth/api-keys.js'
 import { Sessions } from './auth/sessions.js'
 import { Users } from './auth/users.js'
+import { takePathKey } from './auth/credentials.js'
 import { ExternalSignIn } from './auth/external/sign-in.js'
 import jwtAuth from './auth/jwt.js'
 import { Pool } from './backends/pool.js'
@@ -35,6 +37,7 @@ import openaiRoutes from './routes/openai.js'
 import proxyRoutes from './proxy/routes.js'
 import biochatterRoutes from './routes/biochatter.js'
 import signInRoutes from './routes/sign-in.js'
+import xinferenceModelRoutes from './routes/xinference-models.js'
 import fastifyCookie from '@fastify/cookie'
 
 declare module 'fastify' {
@@ -66,6 +69,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     // Keep the body as the client sent it (pass-through) and reject wrong types instead of coercing.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     return503OnClosing: true,
+    // /k/<key>/… routed without its key prefix (credentials.ts); only when asked for: it runs per request.
+    ...(config.auth.pathKeys && { rewriteUrl: (req: IncomingMessage) => takePathKey(req) }),
   })
 
   const pool = new Pool(config)
@@ -124,6 +129,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(openaiRoutes)
   await app.register(ollamaRoutes)
   await app.register(ollamaModelRoutes)
+  await app.register(xinferenceModelRoutes)
   await app.register(adminTlsRoutes)
   await app.register(keyRoutes)
   await app.register(limitRoutes)

@@ -110,7 +110,7 @@ t.test('refusals come back as HTTP 200 with code 5100 and a message; a spent quo
   const { gw, o, key } = await setup(t, { limits: { tokensPerDay: { user: 1040 } } })
   const chats = (): number => o.requests.filter((r) => r.path === '/api/chat').length
   const anonymous = await nextPost(gw, CHAT_PATH, nextChat('llama3.1', 's-2'), '')
-  t.same(anonymous, { status: 200, type: 'application/json; charset=utf-8', json: { error: 'missing credentials: send Authorization: Bearer <token or API key>', code: 5100 } })
+  t.same(anonymous, { status: 200, type: 'application/json; charset=utf-8', json: { error: 'missing credentials: send Authorization: Bearer <token or API key>, or Basic with the API key as the password', code: 5100 } })
   const unknownKey = await nextPost(gw, CHAT_PATH, nextChat('llama3.1', 's-2'), 'Bearer not-a-key-or-token')
   t.same(unknownKey.json, { error: 'invalid token', code: 5100 })
 

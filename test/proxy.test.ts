@@ -119,10 +119,10 @@ t.test('auth bearer: 401 without a credential (a page, or JSON when asked), 200 
   t.match(page.headers['content-type'], /^text\/html/)
   t.equal(page.headers['www-authenticate'], 'Bearer realm="ChatGate"')
   t.match(page.text, /<title>401 Unauthorized<\/title>/)
-  t.match(page.text, /Missing credentials: send Authorization: Bearer &lt;token or API key&gt;\./, 'the reason, escaped')
+  t.match(page.text, /Missing credentials: send Authorization: Bearer &lt;token or API key&gt;, or Basic with the API key as the password\./, 'the reason, escaped')
   const json = await send(gw.url, '/light/', { headers: JSON_ACCEPT })
   t.equal(json.status, 401)
-  t.same(json.json(), { error: { message: 'missing credentials: send Authorization: Bearer <token or API key>', type: 'authentication_error', param: null, code: 'missing_credentials' } })
+  t.same(json.json(), { error: { message: 'missing credentials: send Authorization: Bearer <token or API key>, or Basic with the API key as the password', type: 'authentication_error', param: null, code: 'missing_credentials' } })
   t.equal((await send(gw.url, '/light/', { headers: { authorization: 'Bearer not-a-token' } })).status, 401, 'a bad token')
   t.equal(up.seen.length, 0, 'nothing reached the app')
 

@@ -4,7 +4,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Config, Role } from '../config/schema.js'
 import { GatewayError } from '../errors.js'
 import { KEY_PREFIX, type ApiKeys, type KeyLimits } from './api-keys.js'
+import { MISSING_CREDENTIALS, credentialOf } from './credentials.js'
 import { loadJwtKeys } from './keys.js'
+import { trustedNetworks } from './trusted-networks.js'
 import { REFRESH_PREFIX, type Sessions } from './sessions.js'
 import { DISABLED, ROLE_USER, type Users } from './users.js'
 import type { StoreGeneration } from '../store/generation.js'
@@ -27,24 +29,12 @@ declare module 'fastify' {
 }
 
 const VERIFIED_CACHE_SIZE = 10_000
-const BEARER = /^Bearer +([^\s]+) *$/i
 
 function toAuthError (err: unknown, token: string): GatewayError {
   const code = (err as { code?: string }).code
   if (code === 'FAST_JWT_EXPIRED') return new GatewayError(401, 'token expired', 'token_expired')
   if (token.startsWith(REFRESH_PREFIX)) return new GatewayError(401, 'a refresh token is not an access token: POST it to /auth/refresh', 'invalid_api_key')
   return new GatewayError(401, 'invalid token', 'invalid_api_key')
-}
-
-/** The bearer token (or `x-api-key`) of a request, or a 401 saying what is wrong with the header. */
-function bearerToken (request: FastifyRequest): string {
-  const header = request.headers.authorization
-  const apiKey = request.headers['x-api-key']
-  if ((header === undefined || header === '') && typeof apiKey === 'string' && apiKey !== '') return apiKey
-  if (header === undefined || header === '') throw new GatewayError(401, 'missing credentials: send Authorization: Bearer <token or API key>', 'missing_credentials')
-  const match = BEARER.exec(header)
-  if (match === null) throw new GatewayError(401, 'malformed Authorization header: expected "Bearer <token>"', 'invalid_api_key')
-  return match[1]!
 }
 
 /** The store's parts; without them (as in `chatgate token`), only signatures are checked. */
@@ -142,22 +132,31 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: JwtAuthOpt
   // the store changes: the usual request costs no lookup at all.
   const { generation } = opts
   const checked = new Map<string, { principal: Principal, until: number }>()
-  const authenticate = (request: FastifyRequest): void => {
-    const token = bearerToken(request)
-    if (generation === undefined) {
-      request.principal = fromStore(token).principal
-      return
-    }
+  const principalOf = (token: string): Principal => {
+    if (generation === undefined) return fromStore(token).principal
     if (generation.changed()) checked.clear()
     const hit = checked.get(token)
-    if (hit !== undefined && hit.until > Date.now()) {
-      request.principal = hit.principal
-      return
-    }
+    if (hit !== undefined && hit.until > Date.now()) return hit.principal
     const found = fromStore(token)
     if (checked.size >= VERIFIED_CACHE_SIZE) checked.delete(checked.keys().next().value!)
     checked.set(token, found)
-    request.principal = found.principal
+    return found.principal
+  }
+  const trusted = trustedNetworks(opts.config.auth.trustedNetworks)
+  const authenticate = (request: FastifyRequest): void => {
+    const credential = credentialOf(request)
+    if (credential === undefined) {
+      const service = trusted?.(request.ip)
+      if (service === undefined) throw new GatewayError(401, MISSING_CREDENTIALS, 'missing_credentials')
+      request.principal = standing(service)
+      return
+    }
+    const principal = principalOf(credential.token)
+    // https://alice:<key>@host: the key must be alice's, or the URL names someone it does not act for.
+    if (credential.basicUser !== undefined && credential.basicUser !== principal.sub) {
+      throw new GatewayError(401, `the user name in the Basic credentials is not the owner of this API key`, 'invalid_api_key')
+    }
+    request.principal = principal
   }
   app.decorate('authenticate', authenticate)
   // Callback style: verification is synchronous, and an async hook costs a promise per request.

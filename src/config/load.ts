@@ -5,6 +5,7 @@ import { SetErrorFunction, DefaultErrorFunction, ValueErrorType } from '@sinclai
 import { nameProblem } from '../tls/names.js'
 import { proxyProblems } from './proxy-schema.js'
 import { signInProblems } from './sign-in-schema.js'
+import { cidrProblem } from '../auth/trusted-networks.js'
 import { ConfigSchema, type Config } from './schema.js'
 
 /** A config file that cannot be used; `problems` names each one by its path. */
@@ -67,6 +68,10 @@ function crossCheck (config: Config): string[] {
   })
   problems.push(...proxyProblems(config.proxy))
   problems.push(...signInProblems(config.auth.signIn))
+  config.auth.trustedNetworks.cidrs.forEach((cidr, i) => {
+    const problem = cidrProblem(cidr)
+    if (problem !== undefined) problems.push(`auth.trustedNetworks.cidrs[${i}]: "${cidr}" ${problem}`)
+  })
   const users = new Set<string>()
   config.auth.users.forEach((u, i) => {
     if (users.has(u.username)) problems.push(`auth.users[${i}].username: "${u.username}" appears twice`)

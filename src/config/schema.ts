@@ -40,6 +40,12 @@ export const AuthSchema = Type.Object({
   refreshTokenTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '30d', description: 'a duration like 30d (s, m, h, d): the lifetime of refresh tokens from /auth/login, started again by each /auth/refresh' }),
   browserSessionTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '12h', description: 'How long a browser stays signed in on the login page (the session cookie of auth: login proxy routes)' }),
   signIn: SignInSchema,
+  pathKeys: Type.Boolean({ default: false, description: 'Accept an API key in the path, /k/<key>/api/chat, for clients that drop URL credentials (the Ollama CLI); the key is never logged' }),
+  trustedNetworks: Type.Object({
+    cidrs: Type.Array(Type.String({ minLength: 1 }), { default: [], description: 'addresses like 10.0.0.0/8 or fd00::/8 whose callers need no credentials' }),
+    user: Type.String({ pattern: '^[A-Za-z0-9._@-]+$', default: 'trusted-network', description: 'the service user such callers act as (limits and usage are counted for it)' }),
+    role: Type.Union([Type.Literal('user'), Type.Literal('admin')], { default: 'user' }),
+  }, { additionalProperties: false, default: {}, description: 'Callers from these networks without credentials act as one service user; off while cidrs is empty' }),
   modelAccess: Type.Object({
     user: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),
     admin: Type.Array(Type.String({ minLength: 1 }), { default: ['*'] }),

@@ -1,3 +1,4 @@
+import { credentialOf } from '../auth/credentials.js'
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { BioChatterUpstream } from '../backends/biochatter-upstream.js'
 import { GatewayError } from '../errors.js'
@@ -58,7 +59,7 @@ async function nextApi (app: FastifyInstance): Promise<void> {
   // Without: the named chat session's tokens today (its id is a random id only that browser
   // holds), never anyone's totals; with no session either, zeros.
   app.post<{ Body: TokenUsageBody }>('/v1/tokenusage', { schema: { body: TokenUsageBody }, config: { public: true } }, async (request) => {
-    const hasCredentials = (request.headers.authorization ?? '') !== '' || request.headers['x-api-key'] !== undefined
+    const hasCredentials = credentialOf(request) !== undefined
     if (hasCredentials) app.authenticate(request)
     const model = request.body?.model ?? undefined
     const session = request.body?.session_id ?? undefined

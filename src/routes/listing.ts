@@ -9,6 +9,14 @@ export interface ListedModel {
   /** Ollama /api/tags entry (synthesised for other backends). */
   tag: Record<string, unknown>
   aliasOf?: string
+  /** Xinference's description of the model (model_type, model_ability…), which its client's get_model reads. */
+  description?: Record<string, unknown>
+}
+
+/** A Xinference listing entry as a description for callers: without the worker's internal address. */
+function describe (listing: Record<string, unknown>): Record<string, unknown> {
+  const { address: _address, ...description } = listing
+  return description
 }
 
 function isoOrNow (value: unknown): string {
@@ -38,7 +46,10 @@ export async function listModels (pool: Pool, access: ModelAccess, who: Grantee)
       if (key !== entry.upstream || byName.has(key) || !access.allows(who, key)) continue
       const modified = entry.listing.modified_at
       const created = typeof entry.listing.created === 'number' ? entry.listing.created : typeof modified === 'string' ? Math.floor(Date.parse(modified) / 1000) : 0
-      byName.set(key, { name: key, created, ownedBy: backend.name, tag: tagEntry(key, entry.listing) })
+      byName.set(key, {
+        name: key, created, ownedBy: backend.name, tag: tagEntry(key, entry.listing),
+        ...(backend.config.type === 'xinference' && { description: describe(entry.listing) }),
+      })
     }
   }
   for (const [alias, target] of Object.entries(pool.aliases)) {

@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Backend } from '../backends/backend.js'
+import { managedBackend } from '../backends/managed.js'
 import { GatewayError } from '../errors.js'
 import { OllamaModelNameBody } from '../protocols/ollama/request.js'
 import { clientSignal } from '../relay/client-stream.js'
@@ -76,7 +77,7 @@ export default async function ollamaModelRoutes (app: FastifyInstance): Promise<
   // Model management changes what a GPU holds: admins only, to one named Ollama backend.
   const manage = (method: 'POST' | 'DELETE', path: string) => async (request: FastifyRequest<{ Querystring: { backend?: string } }>, reply: FastifyReply) => {
     if (request.principal.role !== 'admin') throw new GatewayError(403, `${path} is for admins only`, 'permission_denied')
-    const backend = managedBackend(pool.backends, request.query.backend)
+    const backend = managedBackend(pool.backends, request.query.backend, 'ollama')
     // The answer ends only once the pool has seen the change, so a listing right after shows it.
     return forward(backend, method, path, request.body, reply, () => pool.rediscover(backend))
   }
@@ -85,18 +86,6 @@ export default async function ollamaModelRoutes (app: FastifyInstance): Promise<
   app.post('/api/create', bodyIsObject, manage('POST', '/api/create'))
   app.post('/api/copy', bodyIsObject, manage('POST', '/api/copy'))
   app.delete('/api/delete', bodyIsObject, manage('DELETE', '/api/delete'))
-}
-
-function managedBackend (backends: Backend[], name: string | undefined): Backend {
-  const ollama = backends.filter((b) => b.protocol === 'ollama')
-  if (name === undefined) {
-    if (ollama.length === 1) return ollama[0]!
-    throw new GatewayError(400, `name the Ollama backend with ?backend=<name> (one of: ${ollama.map((b) => b.name).join(', ')})`)
-  }
-  const backend = backends.find((b) => b.name === name)
-  if (backend === undefined) throw new GatewayError(404, `no backend named '${name}'`, 'backend_not_found')
-  if (backend.protocol !== 'ollama') throw new GatewayError(400, `backend '${name}' is not an Ollama backend`)
-  return backend
 }
 
 /**

@@ -7,6 +7,7 @@ import { resolveModel } from '../relay/resolve.js'
 import { estimateInputTokens } from '../relay/usage.js'
 import { chatHandler, underQuota } from './chat-handler.js'
 import { listModels } from './listing.js'
+import { describeOnBackend } from './xinference-models.js'
 
 /** The OpenAI-compatible surface: /v1/chat/completions, /v1/embeddings, /v1/models. */
 export default async function openaiRoutes (app: FastifyInstance): Promise<void> {
@@ -26,10 +27,13 @@ export default async function openaiRoutes (app: FastifyInstance): Promise<void>
     return { object: 'list', data: models.map((m) => ({ id: m.name, object: 'model', created: m.created, owned_by: m.ownedBy })) }
   })
 
-  app.get<{ Params: { model: string } }>('/v1/models/:model', async (request) => {
+  // OpenAI's "retrieve model"; for a Xinference model also Xinference's description, so that its
+  // client's get_model(uid) works. With ?backend= an admin asks that Xinference backend itself.
+  app.get<{ Params: { model: string }, Querystring: { backend?: string } }>('/v1/models/:model', async (request, reply) => {
+    if (request.query.backend !== undefined) return describeOnBackend(app, request, reply, request.params.model)
     const models = await listModels(pool, access, request.principal)
     const found = models.find((m) => m.name === request.params.model)
     if (found === undefined) throw new GatewayError(404, `model '${request.params.model}' not found`, 'model_not_found')
-    return { id: found.name, object: 'model', created: found.created, owned_by: found.ownedBy }
+    return { ...found.description, id: found.name, object: 'model', created: found.created, owned_by: found.ownedBy }
   })
 }

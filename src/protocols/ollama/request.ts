@@ -1,33 +1,37 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { toBase64Image } from '../images.js'
 import type { ChatMessage, ChatRequest, EmbedRequest, SamplingOptions, ToolCall } from '../internal.js'
 
 // Request bodies of the Ollama surface (api/types.go). Unknown fields stay for pass-through.
+// Go's encoding/json takes null for any field as "not set", and clients send it: LangChain's
+// ChatOllama (BioChatter's) sends every option it knows, unset ones as null.
+
+const Nullable = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]))
 
 const Message = Type.Object({
   role: Type.String({ minLength: 1 }),
-  content: Type.Optional(Type.String()),
-  images: Type.Optional(Type.Union([Type.Array(Type.String()), Type.Null()])),
-  tool_calls: Type.Optional(Type.Array(Type.Object({ function: Type.Object({ name: Type.String(), arguments: Type.Optional(Type.Unknown()) }) }))),
+  content: Nullable(Type.String()),
+  images: Nullable(Type.Array(Type.String())),
+  tool_calls: Nullable(Type.Array(Type.Object({ function: Type.Object({ name: Type.String(), arguments: Type.Optional(Type.Unknown()) }) }))),
 })
 
 const Common = {
   model: Type.String({ minLength: 1 }),
-  stream: Type.Optional(Type.Boolean()),
-  format: Type.Optional(Type.Union([Type.Literal('json'), Type.Literal(''), Type.Object({})])),
-  options: Type.Optional(Type.Object({ num_predict: Type.Optional(Type.Integer()), stop: Type.Optional(Type.Array(Type.String())) })),
-  keep_alive: Type.Optional(Type.Union([Type.String(), Type.Number()])),
-  think: Type.Optional(Type.Union([Type.Boolean(), Type.String()])),
+  stream: Nullable(Type.Boolean()),
+  format: Nullable(Type.Union([Type.Literal('json'), Type.Literal(''), Type.Object({})])),
+  options: Nullable(Type.Object({ num_predict: Nullable(Type.Integer()), stop: Nullable(Type.Array(Type.String())) })),
+  keep_alive: Nullable(Type.Union([Type.String(), Type.Number()])),
+  think: Nullable(Type.Union([Type.Boolean(), Type.String()])),
 }
 
-export const OllamaChatBody = Type.Object({ ...Common, messages: Type.Array(Message), tools: Type.Optional(Type.Array(Type.Object({}))) })
+export const OllamaChatBody = Type.Object({ ...Common, messages: Type.Array(Message), tools: Nullable(Type.Array(Type.Object({}))) })
 export type OllamaChatBody = Static<typeof OllamaChatBody> & Record<string, unknown>
 
 export const OllamaGenerateBody = Type.Object({
   ...Common,
-  prompt: Type.Optional(Type.String()),
-  system: Type.Optional(Type.String()),
-  images: Type.Optional(Type.Union([Type.Array(Type.String()), Type.Null()])),
+  prompt: Nullable(Type.String()),
+  system: Nullable(Type.String()),
+  images: Nullable(Type.Array(Type.String())),
 })
 export type OllamaGenerateBody = Static<typeof OllamaGenerateBody> & Record<string, unknown>
 
@@ -66,7 +70,7 @@ function decodeOptions (options: Record<string, unknown> | undefined): { options
   }
 }
 
-interface OllamaMessage { role: string, content?: string, images?: string[] | null, thinking?: string, tool_calls?: Array<{ id?: string, function: { name: string, arguments?: unknown } }>, tool_name?: string, tool_call_id?: string }
+interface OllamaMessage { role: string, content?: string | null, images?: string[] | null, thinking?: string, tool_calls?: Array<{ id?: string, function: { name: string, arguments?: unknown } }> | null, tool_name?: string, tool_call_id?: string }
 
 function decodeMessage (m: OllamaMessage): ChatMessage {
   const message: ChatMessage = { role: m.role.toLowerCase(), content: m.content ?? '' }
@@ -85,9 +89,9 @@ function decodeCommon (body: OllamaChatBody | OllamaGenerateBody): Omit<ChatRequ
     model: body.model,
     stream: body.stream !== false, // Ollama streams unless told not to
     includeUsage: false,
-    ...(body.format === 'json' ? { format: 'json' as const } : typeof body.format === 'object' ? { format: body.format as Record<string, unknown> } : {}),
-    ...(body.think !== undefined && { think: body.think }),
-    ...(body.keep_alive !== undefined && { keepAlive: body.keep_alive }),
+    ...(body.format === 'json' ? { format: 'json' as const } : typeof body.format === 'object' && body.format !== null ? { format: body.format as Record<string, unknown> } : {}),
+    ...(body.think != null && { think: body.think }),
+    ...(body.keep_alive != null && { keepAlive: body.keep_alive }),
     ...decodeOptions(body.options as Record<string, unknown> | undefined),
   }
 }
@@ -96,7 +100,7 @@ export function decodeOllamaChat (body: OllamaChatBody): ChatRequest {
   return {
     ...decodeCommon(body),
     messages: (body.messages as OllamaMessage[]).map(decodeMessage),
-    ...(body.tools !== undefined && { tools: body.tools }),
+    ...(body.tools != null && { tools: body.tools }),
   }
 }
 
