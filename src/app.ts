@@ -38,9 +38,16 @@ import proxyRoutes from './proxy/routes.js'
 import biochatterRoutes from './routes/biochatter.js'
 import signInRoutes from './routes/sign-in.js'
 import xinferenceModelRoutes from './routes/xinference-models.js'
+import metricsRoutes from './routes/metrics.js'
+import { GatewayMetrics } from './metrics/metrics.js'
+import { serverTiming } from './metrics/timing.js'
 import fastifyCookie from '@fastify/cookie'
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** Cuts off every connection, streams in flight too (the end of a shutdown's grace period). */
+    closeAllConnections: () => void
+  }
   interface FastifyRequest { bodyText: string | undefined }
 }
 
@@ -95,8 +102,9 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     quotas: new Quotas(config.limits, quotaStore, (err) => redis?.failed(err)),
   }
   app.decorate('gateway', gateway)
-  const closeIdleSockets = closeIdleSocketsOnClose(app.server)
-  app.addHook('preClose', async () => { closeIdleSockets() })
+  const sockets = closeIdleSocketsOnClose(app.server)
+  app.decorate('closeAllConnections', sockets.closeAll)
+  app.addHook('preClose', async () => { sockets.closeIdle() })
   app.addHook('onClose', async () => {
     await pool.close()
     await gateway.quotas.close()
@@ -119,12 +127,27 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   app.removeContentTypeParser(['text/plain', 'application/json'])
   app.addContentTypeParser(['application/json', '*'], { parseAs: 'string' }, keepText)
 
-  requestLogLine(app, recordUsage(gateway.usage))
+  const metrics = config.metrics.enabled
+    ? new GatewayMetrics({ pool, certificates, biochatterPrefix: config.biochatter.enabled ? config.biochatter.prefix : undefined })
+    : undefined
+  pool.observer = metrics
+  const usageDone = recordUsage(gateway.usage)
+  requestLogLine(app, metrics === undefined ? usageDone : (request, status, durationMs) => {
+    usageDone(request, status, durationMs)
+    metrics.observe(request, status, durationMs)
+  })
+  // The overhead header of answers sent through Fastify (the chat path and proxied apps set their own).
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (!reply.hasHeader('server-timing')) void reply.header('server-timing', serverTiming(request.receivedAt))
+    done(null, payload)
+  })
   installErrorHandlers(app)
   await app.register(jwtAuth, { config, keys: gateway.keys, users: gateway.users, sessions: gateway.sessions, generation: new StoreGeneration(db) })
   await registerRateLimits(app, config, redis)
 
   await app.register(healthRoutes)
+  if (metrics !== undefined) await app.register(metricsRoutes, { metrics })
+  else app.decorate('metricsUrl', undefined)
   await app.register(authRoutes)
   await app.register(openaiRoutes)
   await app.register(ollamaRoutes)

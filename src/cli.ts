@@ -8,7 +8,6 @@ import { BIOCHATTER_HELP, BioChatterUsageError, biochatterModels } from './cli-b
 import { KEYS_HELP, KeysUsageError, runKeys } from './cli-keys.js'
 import { USERS_HELP, UsersUsageError, runUsers } from './cli-users.js'
 import { GatewayError } from './errors.js'
-import { serve } from './server.js'
 import { manualCertificateProblems } from './tls/material.js'
 
 const HELP: Record<string, string> = {
@@ -100,6 +99,8 @@ export async function main (argv: string[]): Promise<number> {
   const configFile = configPathFrom(values.config)
   switch (command) {
     case 'serve':
+      // Loaded only here: the whole gateway is not needed to hash a password or make a key.
+      const { serve } = await import('./server.js')
       await serve(configFile)
       return -1 // keeps running
     case 'check-config': {

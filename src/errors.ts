@@ -5,6 +5,8 @@ export type Surface = 'openai' | 'ollama' | 'biochatter'
 export class GatewayError extends Error {
   /** A spent token quota: the quota's size (the BioChatter Next API reports it). */
   quotaLimit?: number
+  /** The limit of ChatGate's that refused (429): the metrics count refusals by it, a backend's own 429 has none. */
+  limit?: 'rate' | 'quota' | 'concurrency'
 
   constructor (
     readonly statusCode: number,

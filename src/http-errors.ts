@@ -24,6 +24,7 @@ function toGatewayError (err: FastifyError): GatewayError {
 }
 
 export function send (request: FastifyRequest, reply: FastifyReply, error: GatewayError): FastifyReply {
+  request.refusedBy = error.limit
   if (error.retryAfterSeconds !== undefined) reply.header('retry-after', String(error.retryAfterSeconds))
   return reply.code(error.statusCode === 499 ? 400 : error.statusCode).type('application/json; charset=utf-8').send(errorBody(surfaceOf(request.url), error))
 }

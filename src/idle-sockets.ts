@@ -8,7 +8,7 @@ import { Server as TlsServer, type TLSSocket } from 'node:tls'
  * that never sent a request (clients open spare keep-alive connections), so a shutdown could hang
  * for minutes. This closes every connection that has no request in flight; open streams go on.
  */
-export function closeIdleSocketsOnClose (server: Server): () => void {
+export function closeIdleSocketsOnClose (server: Server): { closeIdle: () => void, closeAll: () => void } {
   const busy = new Map<Socket, number>()
   // Over TLS a request's socket is the TLS socket, not the TCP one under it. HTTP/2 connections
   // are closed as sessions instead: GOAWAY, and open streams finish (Fastify does this only when
@@ -34,8 +34,15 @@ export function closeIdleSocketsOnClose (server: Server): () => void {
       if (left === 0 && !server.listening) socket.end()
     })
   })
-  return () => {
-    for (const [socket, requests] of busy) if (requests === 0) socket.destroy()
-    for (const session of sessions) session.close()
+  return {
+    closeIdle: () => {
+      for (const [socket, requests] of busy) if (requests === 0) socket.destroy()
+      for (const session of sessions) session.close()
+    },
+    // The shutdown's grace period is over: whatever still runs is cut off.
+    closeAll: () => {
+      for (const socket of busy.keys()) socket.destroy()
+      for (const session of sessions) session.destroy()
+    },
   }
 }

@@ -70,7 +70,13 @@ export function loggerOptions (config: Config): Exclude<FastifyServerOptions['lo
 
 declare module 'fastify' {
   /** A refusal sent with another HTTP status (the BioChatter Next API answers 200): the real one, for the log. */
-  interface FastifyRequest { refusedWith?: number }
+  interface FastifyRequest {
+    refusedWith?: number
+    /** The limit that refused the request (with 429), for the metrics. */
+    refusedBy?: 'rate' | 'quota' | 'concurrency'
+    /** When the request arrived (performance.now()): the overhead header counts from here. */
+    receivedAt: number
+  }
 }
 
 // Query parameters that carry secrets: an identity provider's code and state on the sign-in
@@ -87,9 +93,12 @@ export type RequestDone = (request: FastifyRequest, status: number, durationMs: 
 export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): void {
   app.decorateRequest('chat', undefined)
   app.decorateRequest('refusedWith', undefined)
+  app.decorateRequest('refusedBy', undefined)
+  app.decorateRequest('receivedAt', 0)
   // Callback-style hooks: an async hook costs Fastify a promise and extra ticks per request.
   app.addHook('onRequest', (request, reply, done) => {
     const started = performance.now()
+    request.receivedAt = started
     reply.raw.once('close', () => {
       const res = reply.raw
       const finished = res.writableFinished

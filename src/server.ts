@@ -14,7 +14,13 @@ export async function serve (configPath: string): Promise<FastifyInstance> {
     // A second signal means "now".
     if (closing) process.exit(1)
     closing = true
-    app.log.info({ signal }, 'shutting down')
+    const graceMs = app.gateway.config.server.shutdownGraceMs
+    app.log.info({ signal, graceMs }, 'shutting down: no new connections; open streams may finish')
+    // Streams still open when the grace period ends are cut off; their usage is still recorded.
+    setTimeout(() => {
+      app.log.warn({ graceMs }, 'grace period over: closing the streams still open')
+      app.closeAllConnections()
+    }, graceMs).unref()
     app.close().then(() => process.exit(0), (err: unknown) => {
       app.log.error({ err }, 'error while shutting down')
       process.exit(1)

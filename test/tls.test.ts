@@ -200,6 +200,25 @@ t.test('manual: a key that does not match, or an unreadable file, stops the star
   await t.rejects(buildApp(config(join(dir, 'missing.pem'), join(dir, 'key.pem')), { discovery: false }), /ENOENT|no such file/)
 })
 
+t.test('a client that sends no server name (a probe by IP address) gets the first certificate', async (t) => {
+  const o = await emulator(t)
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], { tls: { mode: 'self-signed', names: ['chat.lab.test', 'other.lab.test'], httpPort: 0 } })
+  const port = Number(new URL(gw.url).port)
+  const peer = await new Promise<PeerCertificate>((resolve, reject) => {
+    // An IP address as host: Node sends no SNI.
+    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, () => {
+      resolve(socket.getPeerCertificate())
+      socket.end()
+    })
+    socket.on('error', reject)
+  })
+  t.match(peer.subjectaltname, /DNS:chat\.lab\.test/)
+  const noName = new Agent({ connect: { rejectUnauthorized: false } })
+  t.teardown(() => noName.close())
+  const res = await undiciFetch(`https://127.0.0.1:${port}/healthz`, { dispatcher: noName })
+  t.equal(res.status, 200, 'a health probe by IP address works')
+})
+
 t.test('without TLS, /admin/tls says so', async (t) => {
   const o = await emulator(t)
   const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }])

@@ -14,15 +14,15 @@ import { hmacJwt, inOneHour } from './helpers/jwt.js'
 const SECRET = 'u'.repeat(40)
 const token = (sub: string, role = 'user'): string => hmacJwt({ sub, role, exp: inOneHour() }, SECRET)
 
-interface Server { url: string, child: ChildProcess, exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }> }
+interface Server { url: string, child: ChildProcess, exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>, output: () => string }
 
 /** `chatgate serve` from source, under the tests' TypeScript loader, with the usage timer far off. */
-async function serve (t: Test, backendUrl: string): Promise<{ server: Server, store: string }> {
+async function serve (t: Test, backendUrl: string, graceMs = 30_000): Promise<{ server: Server, store: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'chatgate-usage-cli-'))
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   const store = join(dir, 'data')
   const config = join(dir, 'chatgate.yaml')
-  writeFileSync(config, `server: { host: 127.0.0.1, port: 0 }\nauth: { jwt: { secret: ${SECRET} } }\nstore: { dir: ${store}, usageFlushMs: 600000 }\n` +
+  writeFileSync(config, `server: { host: 127.0.0.1, port: 0, shutdownGraceMs: ${graceMs} }\nauth: { jwt: { secret: ${SECRET} } }\nstore: { dir: ${store}, usageFlushMs: 600000 }\n` +
     `backends:\n  - { name: o, type: ollama, url: "${backendUrl}" }\n`)
   const child = spawn(process.execPath, [...process.execArgv, 'src/cli.ts', 'serve', '--config', config])
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => child.on('close', (code, signal) => resolve({ code, signal })))
@@ -38,7 +38,7 @@ async function serve (t: Test, backendUrl: string): Promise<{ server: Server, st
     })
     void exited.then(() => reject(new Error(`serve exited early:\n${output}`)))
   })
-  return { server: { url, child, exited }, store }
+  return { server: { url, child, exited, output: () => output }, store }
 }
 
 /** A chat through the gateway; the prompt has `words` words. Resolves when the answer is read. */
@@ -93,6 +93,56 @@ t.test('SIGTERM: no record is lost, not even of a stream that was still open', a
   t.match(rest, /"done":true/, 'the open stream ran to its end')
   t.same(await server.exited, { code: 0, signal: null }, 'exit 0')
   t.same(usageIn(store), { count: N + 1, prompt: prompt + 2, completion: 4 * (N + 1), statuses: [200] }, 'every request, with the tokens the backend reported')
+})
+
+/** A stream that takes its time (a chunk every `delayMs`), read up to its first chunk. */
+async function slowStream (o: OllamaEmulator, url: string, delayMs: number): Promise<ReadableStreamDefaultReader<Uint8Array>> {
+  o.mode = { chunkDelayMs: delayMs }
+  const res = await fetch(`${url}/api/chat`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token('slow')}` },
+    body: JSON.stringify({ model: 'llama3.2', messages: [{ role: 'user', content: 'take your time' }] }),
+  })
+  const reader = res.body!.getReader()
+  await reader.read()
+  return reader
+}
+
+async function readToEnd (reader: ReadableStreamDefaultReader<Uint8Array>): Promise<string> {
+  let text = ''
+  try {
+    for (let part = await reader.read(); !part.done; part = await reader.read()) text += Buffer.from(part.value).toString()
+  } catch {
+    // Cut off: what came so far.
+  }
+  return text
+}
+
+t.test('SIGTERM: a stream still open when the grace period ends is cut off, recorded, and the exit is 0', async (t) => {
+  const o = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
+  t.teardown(() => o.close())
+  const { server, store } = await serve(t, o.url, 200)
+  const reader = await slowStream(o, server.url, 5_000)
+  server.child.kill('SIGTERM')
+  const text = await readToEnd(reader)
+  t.notMatch(text, /"done":true/, 'the stream did not get to finish')
+  t.same(await server.exited, { code: 0, signal: null }, 'exit 0')
+  const recorded = usageIn(store)
+  t.equal(recorded.count, 1, 'its usage is recorded')
+  t.same(recorded.statuses, [499], 'as a request the gateway did not finish')
+})
+
+t.test('a second SIGTERM exits at once', async (t) => {
+  const o = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
+  t.teardown(() => o.close())
+  const { server } = await serve(t, o.url, 600_000)
+  const reader = await slowStream(o, server.url, 5_000)
+  server.child.kill('SIGTERM')
+  // Two signals sent at once arrive as one: the second goes once the first is being handled.
+  while (!server.output().includes('shutting down')) await new Promise((resolve) => setTimeout(resolve, 20))
+  server.child.kill('SIGTERM')
+  t.same(await server.exited, { code: 1, signal: null }, 'gone without waiting for the stream (exit 1: not a clean stop)')
+  await readToEnd(reader)
 })
 
 t.test('SIGKILL after a flush: what was written stays, and the store opens fine', async (t) => {

@@ -154,7 +154,7 @@ export default fp(async function jwtAuth (app: FastifyInstance, opts: JwtAuthOpt
     const principal = principalOf(credential.token)
     // https://alice:<key>@host: the key must be alice's, or the URL names someone it does not act for.
     if (credential.basicUser !== undefined && credential.basicUser !== principal.sub) {
-      throw new GatewayError(401, `the user name in the Basic credentials is not the owner of this API key`, 'invalid_api_key')
+      throw new GatewayError(401, 'the user name in the Basic credentials is not the owner of this API key', 'invalid_api_key')
     }
     request.principal = principal
   }

@@ -13,6 +13,9 @@ export interface UpstreamResponse {
   statusCode: number
   headers: IncomingHttpHeaders
   body: UpstreamBody
+  /** When the request went out, and when its latest answer bytes came (performance.now()). */
+  sentAt: number
+  lastDataAt: number
 }
 
 export interface UpstreamBody extends AsyncIterable<Buffer> {
@@ -26,6 +29,8 @@ class Exchange implements Dispatcher.DispatchHandler, UpstreamResponse, Upstream
   statusCode = 0
   headers: IncomingHttpHeaders = {}
   readonly body = this
+  readonly sentAt = performance.now()
+  lastDataAt = 0
   private controller: Dispatcher.DispatchController | undefined
   private queue: Buffer[] = []
   private queued = 0
@@ -54,6 +59,7 @@ class Exchange implements Dispatcher.DispatchHandler, UpstreamResponse, Upstream
   }
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.lastDataAt = performance.now()
     this.queue.push(chunk)
     this.queued += chunk.length
     if (this.queued > HIGH_WATER_BYTES && !this.collecting) controller.pause()

@@ -8,6 +8,8 @@ export interface Lease {
   backend: Backend
   entry: ModelEntry
   release: () => void
+  /** How long the chat waited in the queue for this slot (ms), when it had to. */
+  waitedMs?: number
 }
 
 interface Waiter {
@@ -32,8 +34,15 @@ const UNKNOWN_MODEL_REFRESH_MS = 1000
  * serving the model with a free slot, preferring one that has the model loaded, then the least
  * busy; when all are full they wait in a bounded FIFO queue per model.
  */
+/** Told of what the metrics count: waits for a slot, failed backend calls. */
+export interface PoolObserver {
+  waited: (model: string, ms: number) => void
+  upstreamFailed: (backend: string, code: string, retried: boolean) => void
+}
+
 export class Pool {
   readonly backends: Backend[]
+  observer: PoolObserver | undefined
   private waiters: Waiter[] = []
   private timer: NodeJS.Timeout | undefined
   private lastUnknownRefresh = 0
@@ -165,11 +174,17 @@ export class Pool {
     const { maxWaiting, queueTimeoutMs } = this.config.routing
     const busy = (): GatewayError => new GatewayError(503, `server busy: every backend slot for model '${model}' is taken; try again shortly`, 'server_busy', Math.max(1, Math.ceil(queueTimeoutMs / 1000)))
     if (this.queueLength(model) >= maxWaiting) throw busy()
+    const queuedAt = performance.now()
     return new Promise<Lease>((resolve, reject) => {
       const waiter: Waiter = {
         model,
         exclude,
-        grant: (lease) => { cleanup(); resolve(lease) },
+        grant: (lease) => {
+          cleanup()
+          lease.waitedMs = performance.now() - queuedAt
+          this.observer?.waited(model, lease.waitedMs)
+          resolve(lease)
+        },
         fail: (err) => { cleanup(); reject(err) },
       }
       const timer = setTimeout(() => { this.dequeue(waiter); waiter.fail(busy()) }, queueTimeoutMs)
@@ -193,6 +208,13 @@ export class Pool {
   private dequeue (waiter: Waiter): void {
     const i = this.waiters.indexOf(waiter)
     if (i !== -1) this.waiters.splice(i, 1)
+  }
+
+  /** Waiting chats per model. */
+  queueDepths (): Map<string, number> {
+    const depths = new Map<string, number>()
+    for (const w of this.waiters) depths.set(w.model, (depths.get(w.model) ?? 0) + 1)
+    return depths
   }
 
   queueLength (model: string): number {

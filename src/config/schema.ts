@@ -15,6 +15,7 @@ export const ServerSchema = Type.Object({
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'HTTP port (0 picks a free one)' }),
   bodyLimit: Type.Integer({ minimum: 1024, default: 20 * 1024 * 1024, description: 'Largest request body in bytes (images make chat bodies large)' }),
   trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* from a proxy in front' }),
+  shutdownGraceMs: Type.Integer({ minimum: 0, default: 30_000, description: 'On SIGTERM, how long open streams may run before they are cut off (their usage is still recorded); a second SIGTERM exits at once' }),
 }, { additionalProperties: false, default: {} })
 
 export const UserSchema = Type.Object({
@@ -100,6 +101,14 @@ export const RoutingSchema = Type.Object({
   keepAliveMs: Type.Integer({ minimum: 10, default: 10000, description: 'SSE comment interval while waiting for the first token' }),
 }, { additionalProperties: false, default: {} })
 
+export const MetricsSchema = Type.Object({
+  enabled: Type.Boolean({ default: true, description: 'Serve Prometheus metrics at /metrics' }),
+  listen: Type.Optional(Type.Object({
+    host: Type.String({ default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, description: 'a port of its own (0 picks a free one)' }),
+  }, { additionalProperties: false, description: 'Serve /metrics only here, plain HTTP and without credentials (for a scraper on a private network); without it /metrics is on the main port for admins' })),
+}, { additionalProperties: false, default: {} })
+
 export const LogSchema = Type.Object({
   level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
 }, { additionalProperties: false, default: {} })
@@ -169,6 +178,7 @@ export const ConfigSchema = Type.Object({
   proxy: ProxySchema,
   biochatter: BioChatterSchema,
   store: StoreSchema,
+  metrics: MetricsSchema,
   log: LogSchema,
 }, { additionalProperties: false, $id: 'https://chatgate.dev/config.schema.json', title: 'ChatGate configuration' })
 

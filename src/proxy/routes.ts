@@ -10,6 +10,10 @@ import { installErrorPages, upstreamFailed } from './errors.js'
 import { locationRewriter, upstreamHeaders, type HeaderPolicy } from './headers.js'
 import { addHostRouting, hostConstraint } from './hosts.js'
 import { refuseUpgrades, webSocketOptions } from './websocket.js'
+import { serverTiming } from '../metrics/timing.js'
+
+// When each proxied request went to its app: the overhead header leaves the app's time out.
+const sentAt = new WeakMap<object, number>()
 
 // Reverse-proxy routes to web apps (`proxy.routes`), in place of the Nginx that stood in front of
 // BioChatter Light and Open WebUI. @fastify/http-proxy (reply-from on undici) does the proxying and
@@ -41,7 +45,7 @@ async function registerRoute (scope: FastifyInstance, route: ProxyRoute, policy:
     constraints: hostConstraint(route.host),
     // Proxied requests are page loads, assets and polls, dozens per page: the per-user requests
     // per minute are for API calls and would lock users out of the app.
-    config: { public: route.auth !== 'bearer', rateLimit: false },
+    config: { public: route.auth !== 'bearer', rateLimit: false, surface: 'proxy' },
     // Bodies are passed through by passBodiesThrough, with the route's limit.
     proxyPayloads: false,
     // One log line per request comes from src/logging.ts.
@@ -55,9 +59,18 @@ async function registerRoute (scope: FastifyInstance, route: ProxyRoute, policy:
     },
     replyOptions: {
       // (reply-from's types allow HTTP/2 servers; ChatGate's are HTTP/1.)
-      rewriteRequestHeaders: (request, headers) => upstreamHeaders(request as FastifyRequest, headers as IncomingHttpHeaders, policy, false),
-      rewriteHeaders: (headers) => {
+      rewriteRequestHeaders: (request, headers) => {
+        sentAt.set(request, performance.now())
+        return upstreamHeaders(request as FastifyRequest, headers as IncomingHttpHeaders, policy, false)
+      },
+      rewriteHeaders: (headers, request) => {
         if (typeof headers.location === 'string') headers.location = rewriteLocation(headers.location)
+        // The app's own Server-Timing entries stay, after the gateway's.
+        const sent = request === undefined ? undefined : sentAt.get(request)
+        if (sent !== undefined) {
+          const own = serverTiming((request as FastifyRequest).receivedAt, { label: 'app', ms: performance.now() - sent })
+          headers['server-timing'] = headers['server-timing'] === undefined ? own : `${own}, ${String(headers['server-timing'])}`
+        }
         return headers
       },
       onError: (reply, failure) => { onError(reply as FastifyReply, failure) },

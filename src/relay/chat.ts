@@ -55,6 +55,8 @@ async function attempt (job: ChatJob, lease: Lease, client: ClientStream, reply:
     throw connectionFailure(backend, err)
   }
   if (res.statusCode >= 400) throw await refusal(backend, res)
+  client.upstream = res
+  client.queuedMs = lease.waitedMs ?? 0
   backend.loaded.add(lease.entry.upstream)
   await deliver({ surface: job.surface, kind: job.kind, request: job.request, backend, res, client, reply, record, startedAt })
 }

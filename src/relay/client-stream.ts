@@ -1,7 +1,9 @@
 import type { OutgoingHttpHeaders } from 'node:http'
 import { EventEmitter } from 'node:events'
 import type { FastifyReply } from 'fastify'
+import type { UpstreamResponse } from '../backends/exchange.js'
 import type { Cancellation } from '../backends/pool.js'
+import { serverTiming } from '../metrics/timing.js'
 
 /**
  * The client's side of a streamed answer: headers go out lazily (so errors before the first byte
@@ -15,6 +17,9 @@ export class ClientStream {
   /** Answer bytes (not just keep-alive comments) are out: no other backend may take over. */
   contentSent = false
   private heartbeat: NodeJS.Timeout | undefined
+  /** The backend answer being relayed, and the chat's wait for its slot: the overhead header leaves them out. */
+  upstream: UpstreamResponse | undefined
+  queuedMs = 0
 
   constructor (private readonly reply: FastifyReply, private readonly contentType: string) {
     this.signal = clientSignal(reply)
@@ -33,6 +38,7 @@ export class ClientStream {
     headers['content-type'] = this.contentType
     headers['cache-control'] = 'no-cache'
     headers['x-accel-buffering'] = 'no'
+    headers['server-timing'] = this.timing()
     this.reply.raw.writeHead(200, headers)
   }
 
@@ -62,8 +68,16 @@ export class ClientStream {
     const headers = this.reply.getHeaders() as OutgoingHttpHeaders
     headers['content-type'] = 'application/json; charset=utf-8'
     headers['content-length'] = Buffer.byteLength(json)
+    headers['server-timing'] = this.timing()
     this.reply.raw.writeHead(200, headers)
     this.reply.raw.end(json)
+  }
+
+  private timing (): string {
+    const res = this.upstream
+    // A stream's headers go out with its first piece; a whole answer's once it is complete.
+    const upstream = res === undefined ? undefined : { label: 'upstream' as const, ms: (res.lastDataAt === 0 ? performance.now() : res.lastDataAt) - res.sentAt }
+    return serverTiming(this.reply.request.receivedAt, upstream, this.queuedMs)
   }
 
   end (data?: string | Buffer): void {

@@ -33,6 +33,8 @@ export async function onSomeBackend<T> (opts: RetryOptions, work: (lease: Lease)
       return await work(lease)
     } catch (err) {
       if (!(err instanceof UpstreamRefusal)) throw err
+      const retrying = err.retryable && opts.mayRetry() && n < opts.retries
+      opts.pool.observer?.upstreamFailed(lease.backend.name, err.error.code, retrying)
       if (!err.retryable || !opts.mayRetry()) throw err.error
       if (err.error.statusCode === 404) void opts.pool.refresh()
       last = err.error

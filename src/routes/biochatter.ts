@@ -28,6 +28,7 @@ function sendNextError (request: FastifyRequest, reply: FastifyReply, err: Gatew
   if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds))
   // The request log keeps the real status; the frontend only understands 200.
   request.refusedWith = err.statusCode
+  request.refusedBy = err.limit
   return reply.code(200).type('application/json; charset=utf-8').send(nextError(err))
 }
 

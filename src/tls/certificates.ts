@@ -45,6 +45,8 @@ export class Certificates {
   private reloadTimer: NodeJS.Timeout | undefined
   private stopped = false
   private renewing: Promise<void> | undefined
+  /** Told when the default certificate (for clients that send no server name) changes. */
+  onDefaultChange: ((pair: KeyPair) => void) | undefined
 
   constructor (config: Config, private log: FastifyBaseLogger) {
     this.tls = config.tls
@@ -132,6 +134,8 @@ export class Certificates {
     slot.failures = 0
     slot.lastError = undefined
     if (changed) this.log.info({ names: loaded.names, notAfter: loaded.notAfter.toISOString() }, 'certificate in service')
+    const first = this.slots.find((s) => s.current !== undefined)
+    if (changed && first === slot) this.onDefaultChange?.(loaded.pair)
   }
 
   private fail (slot: Slot, err: unknown, what: string): void {

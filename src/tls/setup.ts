@@ -1,4 +1,5 @@
 import type { Server } from 'node:http'
+import type { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Config } from '../config/schema.js'
 import { Certificates } from './certificates.js'
@@ -14,11 +15,13 @@ const TLS12_CIPHERS = [
   'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305', 'DHE-RSA-AES128-GCM-SHA256', 'DHE-RSA-AES256-GCM-SHA384',
 ].join(':')
 
+const PROTOCOLS = { minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS } as const
+
 /** Fastify options for HTTPS: HTTP/2 with HTTP/1.1 for clients that do not offer h2 (ALPN). */
 export function httpsOptions (certificates: Certificates): Partial<FastifyServerOptions> {
   return {
     http2: true,
-    https: { allowHTTP1: true, SNICallback: certificates.sniCallback, minVersion: 'TLSv1.2', ciphers: TLS12_CIPHERS },
+    https: { allowHTTP1: true, SNICallback: certificates.sniCallback, ...PROTOCOLS },
   } as unknown as Partial<FastifyServerOptions>
 }
 
@@ -39,6 +42,9 @@ export async function setupTls (app: FastifyInstance, config: Config, certificat
     httpListener.closeAllConnections()
     await new Promise((resolve) => httpListener.close(resolve))
   })
+  // Clients that send no server name (a probe or curl by IP address) get the first certificate:
+  // the SNI callback is only asked when there is a name.
+  certificates.onDefaultChange = (pair) => { (app.server as unknown as TlsServer).setSecureContext({ key: pair.key, cert: pair.cert, ...PROTOCOLS }) }
   const hsts = config.tls.hsts
   if (hsts.enabled) {
     const value = `max-age=${hsts.maxAge}${hsts.includeSubDomains ? '; includeSubDomains' : ''}`

@@ -36,7 +36,9 @@ function inWords (ms: number): string {
 
 function refusal (counter: Counter, held: number, amount: number, now: number): GatewayError {
   if (counter.kind === 'streams') {
-    return new GatewayError(429, `too many requests at once: ${counter.label} allows ${counter.limit}; retry when one has finished`, 'rate_limit_exceeded', 1)
+    const busy = new GatewayError(429, `too many requests at once: ${counter.label} allows ${counter.limit}; retry when one has finished`, 'rate_limit_exceeded', 1)
+    busy.limit = 'concurrency'
+    return busy
   }
   const wait = counter.resetsAt! - now
   const retryAfter = Math.ceil(wait / 1000)
@@ -45,6 +47,7 @@ function refusal (counter: Counter, held: number, amount: number, now: number): 
     : `token quota exceeded: ${counter.label} is ${counter.limit}; ${held} used or held by running requests, this request may use up to ${amount}; resets in ${inWords(wait)}`
   const spent = new GatewayError(429, message, 'insufficient_quota', retryAfter)
   spent.quotaLimit = counter.limit
+  spent.limit = 'quota'
   return spent
 }
 

@@ -16,6 +16,13 @@ export function requestsPerMinuteOf (limits: Config['limits'], principal: Princi
   return limits.users[principal.sub]?.requestsPerMinute ?? limits.requestsPerMinute[principal.role]
 }
 
+/** A refusal by a requests-per-minute limit (the metrics count it as one). */
+function rateLimited (message: string, retryAfterSeconds: number): GatewayError {
+  const error = new GatewayError(429, message, 'rate_limit_exceeded', retryAfterSeconds)
+  error.limit = 'rate'
+  return error
+}
+
 /**
  * A route's own limit per client address (login, refresh, sign-in). Counted before the body is
  * even parsed: every attempt costs, well-formed or not. The answer is built here: these callers
@@ -27,9 +34,8 @@ export function perClientIp (max: number, bucket: string): RateLimitOptions {
     max,
     timeWindow: WINDOW_MS,
     keyGenerator: (request) => `${bucket}:${request.ip}`,
-    errorResponseBuilder: (_request, context) => new GatewayError(429,
-      `rate limit exceeded: ${context.max} ${bucket} attempts per minute from this client; retry in ${context.after}`,
-      'rate_limit_exceeded', Math.ceil(context.ttl / 1000)),
+    errorResponseBuilder: (_request, context) => rateLimited(
+      `rate limit exceeded: ${context.max} ${bucket} attempts per minute from this client; retry in ${context.after}`, Math.ceil(context.ttl / 1000)),
   }
 }
 
@@ -47,9 +53,9 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
     allowList: (_request, key) => key === '',
     keyGenerator: (request) => request.principal?.sub ?? '',
     max: perUser,
-    errorResponseBuilder: (request, context) => new GatewayError(429,
+    errorResponseBuilder: (request, context) => rateLimited(
       `rate limit exceeded: ${context.max} requests per minute for ${request.principal === null ? 'this client' : `user '${request.principal.sub}'`}; retry in ${context.after}`,
-      'rate_limit_exceeded', Math.ceil(context.ttl / 1000)),
+      Math.ceil(context.ttl / 1000)),
   })
 
   // A key's own limit is counted beside the user's: started before the user's count, so that
@@ -80,7 +86,7 @@ export async function registerRateLimits (app: FastifyInstance, config: Config, 
     count.then((result) => {
       if (!('isExceeded' in result)) return done()
       if (result.isExceeded) {
-        return done(new GatewayError(429, `rate limit exceeded: ${result.max} requests per minute for API key ${request.principal.keyId!}; retry in ${result.ttlInSeconds} s`, 'rate_limit_exceeded', result.ttlInSeconds))
+        return done(rateLimited(`rate limit exceeded: ${result.max} requests per minute for API key ${request.principal.keyId!}; retry in ${result.ttlInSeconds} s`, result.ttlInSeconds))
       }
       if (result.remaining < remainingOf(reply)) {
         reply.header('x-ratelimit-limit', result.max)

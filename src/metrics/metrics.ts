@@ -1,0 +1,149 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { FastifyRequest } from 'fastify'
+import type { Pool } from '../backends/pool.js'
+import type { Certificates } from '../tls/certificates.js'
+
+// Prometheus metrics (prom-client). Per-request figures are counted once per request, when its log
+// line is written (logging.ts); what describes the gateway's state now (slots, health, queues,
+// loaded models, certificates) is read at scrape time, so the chat path pays nothing for it.
+
+const SECONDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The metrics' `surface` label of a route that is not under /v1, /api or the BioChatter prefix. */
+    surface?: string
+  }
+}
+
+/** A label child per label combination, found without prom-client hashing the label object each time. */
+function children<T> (make: (...labels: string[]) => T): (...labels: string[]) => T {
+  const cache = new Map<string, T>()
+  return (...labels) => {
+    const key = labels.join('\u0000')
+    let child = cache.get(key)
+    if (child === undefined) cache.set(key, child = make(...labels))
+    return child
+  }
+}
+
+export interface MetricsSources { pool: Pool, certificates?: Certificates | undefined, biochatterPrefix?: string | undefined }
+
+export class GatewayMetrics {
+  readonly registry = new Registry()
+  private readonly requests
+  private readonly duration
+  private readonly ttft
+  private readonly tokens
+  private readonly tokensPerSecond
+  private readonly rejections
+  readonly queueWait
+  private readonly upstreamErrors
+  private readonly retries
+
+  constructor (private readonly sources: MetricsSources) {
+    const registers = [this.registry]
+    collectDefaultMetrics({ register: this.registry, prefix: 'chatgate_' })
+    const requests = new Counter({ name: 'chatgate_requests_total', help: 'Requests answered, by surface, model, backend and status', labelNames: ['surface', 'model', 'backend', 'status'], registers })
+    this.requests = children((...l) => requests.labels(...l))
+    const duration = new Histogram({ name: 'chatgate_request_duration_seconds', help: 'Time from request to the last byte of the answer', labelNames: ['surface'], buckets: SECONDS, registers })
+    this.duration = children((...l) => duration.labels(...l))
+    const ttft = new Histogram({ name: 'chatgate_time_to_first_token_seconds', help: 'Time from request to the first answer bytes of a chat', labelNames: ['model', 'backend'], buckets: SECONDS, registers })
+    this.ttft = children((...l) => ttft.labels(...l))
+    const tokens = new Counter({ name: 'chatgate_tokens_total', help: 'Tokens of chats, by direction (prompt: in, completion: out)', labelNames: ['direction', 'model', 'backend'], registers })
+    this.tokens = children((...l) => tokens.labels(...l))
+    const tps = new Histogram({ name: 'chatgate_tokens_per_second', help: 'Completion tokens per second of streamed chats, after the first token', labelNames: ['model', 'backend'], buckets: [1, 5, 10, 20, 40, 80, 160, 320, 640], registers })
+    this.tokensPerSecond = children((...l) => tps.labels(...l))
+    const rejections = new Counter({ name: 'chatgate_rejections_total', help: 'Requests refused by a limit of ChatGate\'s: rate (requests per minute), quota (tokens) or concurrency (chats at once)', labelNames: ['reason'], registers })
+    this.rejections = children((...l) => rejections.labels(...l))
+    const queueWait = new Histogram({ name: 'chatgate_queue_wait_seconds', help: 'Time chats waited for a free backend slot (only those that waited)', labelNames: ['model'], buckets: SECONDS, registers })
+    this.queueWait = children((...l) => queueWait.labels(...l))
+    const upstreamErrors = new Counter({ name: 'chatgate_upstream_errors_total', help: 'Failed backend calls, by backend and error code', labelNames: ['backend', 'code'], registers })
+    this.upstreamErrors = children((...l) => upstreamErrors.labels(...l))
+    const retries = new Counter({ name: 'chatgate_upstream_retries_total', help: 'Chats tried again on another backend', labelNames: ['backend'], registers })
+    this.retries = children((...l) => retries.labels(...l))
+    this.stateGauges(registers)
+  }
+
+  private stateGauges (registers: Registry[]): void {
+    const { pool, certificates } = this.sources
+    new Gauge({
+      name: 'chatgate_backend_up', help: '1 when the backend answers its health probes, else 0', labelNames: ['backend'], registers,
+      collect () { for (const b of pool.backends) this.set({ backend: b.name }, b.isUp() ? 1 : 0) },
+    })
+    new Gauge({
+      name: 'chatgate_backend_slots_in_use', help: 'Requests running on the backend now', labelNames: ['backend'], registers,
+      collect () { for (const b of pool.backends) this.set({ backend: b.name }, b.inFlight) },
+    })
+    new Gauge({
+      name: 'chatgate_backend_slots', help: 'Requests the backend may run at once (backends[].maxConcurrent)', labelNames: ['backend'], registers,
+      collect () { for (const b of pool.backends) this.set({ backend: b.name }, b.config.maxConcurrent) },
+    })
+    new Gauge({
+      name: 'chatgate_model_loaded', help: 'Models each backend serves: 1 loaded in memory (as last seen), 0 installed only', labelNames: ['backend', 'model'], registers,
+      collect () {
+        this.reset()
+        for (const b of pool.backends) {
+          for (const [key, entry] of b.models) if (key === entry.upstream) this.set({ backend: b.name, model: key }, b.loaded.has(key) ? 1 : 0)
+        }
+      },
+    })
+    new Gauge({
+      name: 'chatgate_queue_depth', help: 'Chats waiting for a free backend slot, by model', labelNames: ['model'], registers,
+      collect () {
+        this.reset()
+        for (const [model, n] of pool.queueDepths()) this.set({ model }, n)
+      },
+    })
+    new Gauge({
+      name: 'chatgate_certificate_expiry_seconds', help: 'Seconds until the certificate in service expires (negative: expired)', labelNames: ['names'], registers,
+      collect () {
+        this.reset()
+        for (const s of certificates?.status() ?? []) if (s.notAfter !== undefined) this.set({ names: s.names.join(',') }, (Date.parse(s.notAfter) - Date.now()) / 1000)
+      },
+    })
+  }
+
+  private surfaceOf (request: FastifyRequest): string {
+    const configured = request.routeOptions.config.surface
+    if (configured !== undefined) return configured
+    const route = request.routeOptions.url
+    if (route === undefined) return 'none'
+    const prefix = this.sources.biochatterPrefix
+    if (prefix !== undefined && route.startsWith(prefix + '/')) return 'biochatter'
+    if (route.startsWith('/v1/')) return 'openai'
+    if (route.startsWith('/api/') || route === '/') return 'ollama'
+    return 'gateway'
+  }
+
+  /** A request is done (called with its log line). */
+  observe (request: FastifyRequest, status: number, durationMs: number): void {
+    const surface = this.surfaceOf(request)
+    const chat = request.chat
+    // Model and backend only once a backend took the chat: a requested name is anyone's text.
+    const served = chat?.backend !== undefined
+    const model = served ? chat.model : ''
+    const backend = served ? chat.backend! : ''
+    this.requests(surface, model, backend, String(status)).inc()
+    this.duration(surface).observe(durationMs / 1000)
+    if (request.refusedBy !== undefined) this.rejections(request.refusedBy).inc()
+    if (!served) return
+    if (chat.ttftMs !== undefined) this.ttft(model, backend).observe(chat.ttftMs / 1000)
+    const usage = chat.usage
+    if (usage === undefined) return
+    this.tokens('prompt', model, backend).inc(usage.promptTokens)
+    this.tokens('completion', model, backend).inc(usage.completionTokens)
+    // Measurable on streams only: a whole answer's tokens all arrive at once.
+    const generatingMs = durationMs - (chat.ttftMs ?? durationMs)
+    if ((chat.pieces ?? 0) > 1 && generatingMs > 0) this.tokensPerSecond(model, backend).observe(usage.completionTokens / (generatingMs / 1000))
+  }
+
+  upstreamFailed (backend: string, code: string, retried: boolean): void {
+    this.upstreamErrors(backend, code).inc()
+    if (retried) this.retries(backend).inc()
+  }
+
+  waited (model: string, ms: number): void {
+    this.queueWait(model).observe(ms / 1000)
+  }
+}
