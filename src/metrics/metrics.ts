@@ -27,6 +27,27 @@ function children<T> (make: (...labels: string[]) => T): (...labels: string[]) =
   }
 }
 
+/**
+ * A counter summed in a plain number per label combination and handed to prom-client when
+ * scraped: prom-client hashes the labels on every increment, which the chat path would pay for.
+ */
+function tally (options: { name: string, help: string, labelNames: string[], registers: Registry[] }): (value: number, ...labels: string[]) => void {
+  const sums = new Map<string, { labels: Record<string, string>, value: number }>()
+  new Counter({
+    ...options,
+    collect () {
+      this.reset()
+      for (const { labels, value } of sums.values()) this.inc(labels, value)
+    },
+  })
+  return (value, ...labels) => {
+    const key = labels.join('\u0000')
+    let sum = sums.get(key)
+    if (sum === undefined) sums.set(key, sum = { labels: Object.fromEntries(options.labelNames.map((n, i) => [n, labels[i]!])), value: 0 })
+    sum.value += value
+  }
+}
+
 export interface MetricsSources { pool: Pool, certificates?: Certificates | undefined, biochatterPrefix?: string | undefined }
 
 export class GatewayMetrics {
@@ -44,24 +65,19 @@ export class GatewayMetrics {
   constructor (private readonly sources: MetricsSources) {
     const registers = [this.registry]
     collectDefaultMetrics({ register: this.registry, prefix: 'chatgate_' })
-    const requests = new Counter({ name: 'chatgate_requests_total', help: 'Requests answered, by surface, model, backend and status', labelNames: ['surface', 'model', 'backend', 'status'], registers })
-    this.requests = children((...l) => requests.labels(...l))
+    this.requests = tally({ name: 'chatgate_requests_total', help: 'Requests answered, by surface, model, backend and status', labelNames: ['surface', 'model', 'backend', 'status'], registers })
     const duration = new Histogram({ name: 'chatgate_request_duration_seconds', help: 'Time from request to the last byte of the answer', labelNames: ['surface'], buckets: SECONDS, registers })
     this.duration = children((...l) => duration.labels(...l))
     const ttft = new Histogram({ name: 'chatgate_time_to_first_token_seconds', help: 'Time from request to the first answer bytes of a chat', labelNames: ['model', 'backend'], buckets: SECONDS, registers })
     this.ttft = children((...l) => ttft.labels(...l))
-    const tokens = new Counter({ name: 'chatgate_tokens_total', help: 'Tokens of chats, by direction (prompt: in, completion: out)', labelNames: ['direction', 'model', 'backend'], registers })
-    this.tokens = children((...l) => tokens.labels(...l))
+    this.tokens = tally({ name: 'chatgate_tokens_total', help: 'Tokens of chats, by direction (prompt: in, completion: out)', labelNames: ['direction', 'model', 'backend'], registers })
     const tps = new Histogram({ name: 'chatgate_tokens_per_second', help: 'Completion tokens per second of streamed chats, after the first token', labelNames: ['model', 'backend'], buckets: [1, 5, 10, 20, 40, 80, 160, 320, 640], registers })
     this.tokensPerSecond = children((...l) => tps.labels(...l))
-    const rejections = new Counter({ name: 'chatgate_rejections_total', help: 'Requests refused by a limit of ChatGate\'s: rate (requests per minute), quota (tokens) or concurrency (chats at once)', labelNames: ['reason'], registers })
-    this.rejections = children((...l) => rejections.labels(...l))
+    this.rejections = tally({ name: 'chatgate_rejections_total', help: 'Requests refused by a limit of ChatGate\'s: rate (requests per minute), quota (tokens) or concurrency (chats at once)', labelNames: ['reason'], registers })
     const queueWait = new Histogram({ name: 'chatgate_queue_wait_seconds', help: 'Time chats waited for a free backend slot (only those that waited)', labelNames: ['model'], buckets: SECONDS, registers })
     this.queueWait = children((...l) => queueWait.labels(...l))
-    const upstreamErrors = new Counter({ name: 'chatgate_upstream_errors_total', help: 'Failed backend calls, by backend and error code', labelNames: ['backend', 'code'], registers })
-    this.upstreamErrors = children((...l) => upstreamErrors.labels(...l))
-    const retries = new Counter({ name: 'chatgate_upstream_retries_total', help: 'Chats tried again on another backend', labelNames: ['backend'], registers })
-    this.retries = children((...l) => retries.labels(...l))
+    this.upstreamErrors = tally({ name: 'chatgate_upstream_errors_total', help: 'Failed backend calls, by backend and error code', labelNames: ['backend', 'code'], registers })
+    this.retries = tally({ name: 'chatgate_upstream_retries_total', help: 'Chats tried again on another backend', labelNames: ['backend'], registers })
     this.stateGauges(registers)
   }
 
@@ -124,23 +140,23 @@ export class GatewayMetrics {
     const served = chat?.backend !== undefined
     const model = served ? chat.model : ''
     const backend = served ? chat.backend! : ''
-    this.requests(surface, model, backend, String(status)).inc()
+    this.requests(1, surface, model, backend, String(status))
     this.duration(surface).observe(durationMs / 1000)
-    if (request.refusedBy !== undefined) this.rejections(request.refusedBy).inc()
+    if (request.refusedBy !== undefined) this.rejections(1, request.refusedBy)
     if (!served) return
     if (chat.ttftMs !== undefined) this.ttft(model, backend).observe(chat.ttftMs / 1000)
     const usage = chat.usage
     if (usage === undefined) return
-    this.tokens('prompt', model, backend).inc(usage.promptTokens)
-    this.tokens('completion', model, backend).inc(usage.completionTokens)
+    this.tokens(usage.promptTokens, 'prompt', model, backend)
+    this.tokens(usage.completionTokens, 'completion', model, backend)
     // Measurable on streams only: a whole answer's tokens all arrive at once.
     const generatingMs = durationMs - (chat.ttftMs ?? durationMs)
     if ((chat.pieces ?? 0) > 1 && generatingMs > 0) this.tokensPerSecond(model, backend).observe(usage.completionTokens / (generatingMs / 1000))
   }
 
   upstreamFailed (backend: string, code: string, retried: boolean): void {
-    this.upstreamErrors(backend, code).inc()
-    if (retried) this.retries(backend).inc()
+    this.upstreamErrors(1, backend, code)
+    if (retried) this.retries(1, backend)
   }
 
   waited (model: string, ms: number): void {
