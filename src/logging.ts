@@ -97,8 +97,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
   app.decorateRequest('receivedAt', 0)
   // Callback-style hooks: an async hook costs Fastify a promise and extra ticks per request.
   app.addHook('onRequest', (request, reply, done) => {
-    const started = performance.now()
-    request.receivedAt = started
+    request.receivedAt = performance.now()
     reply.raw.once('close', () => {
       const res = reply.raw
       const finished = res.writableFinished
@@ -124,7 +123,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
         if (chat.estimated === true) line.usageEstimated = true
         if (chat.streamFailed === true) line.streamFailed = true
       }
-      const durationMs = Math.round(performance.now() - started)
+      const durationMs = Math.round(performance.now() - request.receivedAt)
       line.durationMs = durationMs
       request.log.info(line, finished ? 'request' : upgraded ? 'websocket closed' : 'request aborted by client')
       onDone?.(request, status, durationMs)

@@ -29,17 +29,17 @@ export interface Cancellation {
 // A model nobody serves triggers a re-discovery, but not more often than this.
 const UNKNOWN_MODEL_REFRESH_MS = 1000
 
-/**
- * The backends, what they serve, and their concurrency slots. Requests go to a healthy backend
- * serving the model with a free slot, preferring one that has the model loaded, then the least
- * busy; when all are full they wait in a bounded FIFO queue per model.
- */
 /** Told of what the metrics count: waits for a slot, failed backend calls. */
 export interface PoolObserver {
   waited: (model: string, ms: number) => void
   upstreamFailed: (backend: string, code: string, retried: boolean) => void
 }
 
+/**
+ * The backends, what they serve, and their concurrency slots. Requests go to a healthy backend
+ * serving the model with a free slot, preferring one that has the model loaded, then the least
+ * busy; when all are full they wait in a bounded FIFO queue per model.
+ */
 export class Pool {
   readonly backends: Backend[]
   observer: PoolObserver | undefined
