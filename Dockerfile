@@ -52,6 +52,7 @@ ENV NODE_ENV=production \
 WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY admin-ui ./admin-ui
 COPY package.json docker/healthcheck.cjs ./
 COPY docker/chatgate.yaml /etc/chatgate/chatgate.yaml
 # Config (read-only is fine) and the store: SQLite, generated secrets, certificates (tls/, a

@@ -39,6 +39,11 @@ import biochatterRoutes from './routes/biochatter.js'
 import signInRoutes from './routes/sign-in.js'
 import xinferenceModelRoutes from './routes/xinference-models.js'
 import metricsRoutes from './routes/metrics.js'
+import docsRoutes from './routes/docs.js'
+import adminDashboardRoutes from './routes/admin-dashboard.js'
+import type { ReloadHistory, ReloadResult, ReloadTrigger } from './config/reload-result.js'
+import { ConfigReloader } from './config/reload.js'
+import reloadRoutes from './routes/reload.js'
 import { GatewayMetrics } from './metrics/metrics.js'
 import { serverTiming } from './metrics/timing.js'
 import fastifyCookie from '@fastify/cookie'
@@ -47,6 +52,10 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** Cuts off every connection, streams in flight too (the end of a shutdown's grace period). */
     closeAllConnections: () => void
+    /** Config reloads so far (SIGHUP, file changes, POST /admin/reload). */
+    reloads: ReloadHistory
+    /** Reads the config file again and swaps it in when valid (config/reload.ts). */
+    reloadConfig: (trigger: ReloadTrigger) => Promise<ReloadResult>
   }
   interface FastifyRequest { bodyText: string | undefined }
 }
@@ -58,6 +67,8 @@ export interface AppOptions {
   discovery?: boolean
   /** Where log lines go (default stdout). */
   logStream?: DestinationStream
+  /** The file the config came from: reloads read it again. */
+  configFile?: string
 }
 
 /** Builds the whole gateway from a validated config. Tests build exactly this. */
@@ -102,10 +113,14 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     quotas: new Quotas(config.limits, quotaStore, (err) => redis?.failed(err)),
   }
   app.decorate('gateway', gateway)
+  const reloader = new ConfigReloader(options.configFile, gateway, app.log)
+  app.decorate('reloads', reloader)
+  app.decorate('reloadConfig', (trigger: ReloadTrigger) => reloader.reload(trigger))
   const sockets = closeIdleSocketsOnClose(app.server)
   app.decorate('closeAllConnections', sockets.closeAll)
   app.addHook('preClose', async () => { sockets.closeIdle() })
   app.addHook('onClose', async () => {
+    await reloader.close()
     await pool.close()
     await gateway.quotas.close()
     await redis?.close()
@@ -128,7 +143,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   app.addContentTypeParser(['application/json', '*'], { parseAs: 'string' }, keepText)
 
   const metrics = config.metrics.enabled
-    ? new GatewayMetrics({ pool, certificates, biochatterPrefix: config.biochatter.enabled ? config.biochatter.prefix : undefined })
+    ? new GatewayMetrics({ pool, certificates, biochatterPrefix: config.biochatter.enabled ? config.biochatter.prefix : undefined, reloads: () => app.reloads })
     : undefined
   pool.observer = metrics
   const usageDone = recordUsage(gateway.usage)
@@ -143,8 +158,10 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   })
   installErrorHandlers(app)
   await app.register(jwtAuth, { config, keys: gateway.keys, users: gateway.users, sessions: gateway.sessions, generation: new StoreGeneration(db) })
-  await registerRateLimits(app, config, redis)
+  await registerRateLimits(app, redis)
 
+  // Before every route: it describes the routes registered after it.
+  await app.register(docsRoutes)
   await app.register(healthRoutes)
   if (metrics !== undefined) await app.register(metricsRoutes, { metrics })
   else app.decorate('metricsUrl', undefined)
@@ -154,6 +171,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   await app.register(ollamaModelRoutes)
   await app.register(xinferenceModelRoutes)
   await app.register(adminTlsRoutes)
+  await app.register(reloadRoutes)
   await app.register(keyRoutes)
   await app.register(limitRoutes)
   await app.register(userRoutes)
@@ -162,6 +180,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
   // Cookies are read only where a route needs them (the login gate), not on every request.
   await app.register(fastifyCookie, { hook: false })
   await app.register(signInRoutes)
+  await app.register(adminDashboardRoutes)
   await app.register(proxyRoutes)
 
   if (certificates === undefined) app.decorate('tls', undefined)
@@ -174,6 +193,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
       throw err
     }
   }
+  if (config.server.watchConfig) reloader.watch(config.server.reloadDebounceMs)
   if (options.discovery !== false) pool.start()
   return app
 }

@@ -5,7 +5,7 @@ import { loadConfig } from './config/load.js'
 /** Loads the config, builds the gateway and listens; SIGTERM/SIGINT close it gracefully. */
 export async function serve (configPath: string): Promise<FastifyInstance> {
   const config = loadConfig(configPath)
-  const app = await buildApp(config)
+  const app = await buildApp(config, { configFile: configPath })
   await app.listen({ host: config.server.host, port: config.server.port })
   app.log.info({ config: configPath, backends: config.backends.map((b) => `${b.name} (${b.type})`) }, 'chatgate ready')
 
@@ -26,8 +26,11 @@ export async function serve (configPath: string): Promise<FastifyInstance> {
       process.exit(1)
     })
   }
-  // SIGHUP re-reads certificate files (tls.mode: manual).
-  process.on('SIGHUP', () => { app.tls?.certificates.reload() })
+  // SIGHUP reloads the config and re-reads certificate files (tls.mode: manual).
+  process.on('SIGHUP', () => {
+    app.reloadConfig('signal').catch((err: unknown) => { app.log.error({ err }, 'config reload failed') })
+    app.tls?.certificates.reload()
+  })
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
   return app

@@ -1,7 +1,13 @@
 // /metrics after a scripted workload: every series with the values the workload implies; who may
 // read it (admins, or anyone on metrics.listen); /readyz; the overhead header on every answer.
+// Histograms are ChatGate's own (plain arrays): their text must be exactly prom-client's.
 import t, { type Test } from 'tap'
+import { Histogram, Registry } from 'prom-client'
 import { Agent, fetch as undiciFetch } from 'undici'
+import type { Pool } from '../src/backends/pool.js'
+import type { ReloadHistory, ReloadResult } from '../src/config/reload-result.js'
+import { PlainHistogram } from '../src/metrics/histogram.js'
+import { GatewayMetrics } from '../src/metrics/metrics.js'
 import { OllamaEmulator } from './emulators/ollama.js'
 import { XinferenceEmulator } from './emulators/xinference.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
@@ -23,6 +29,31 @@ function value (samples: Sample[], name: string, labels: Record<string, string> 
   const found = samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
   if (found.length > 1) throw new Error(`${name} ${JSON.stringify(labels)} matches ${found.length} samples`)
   return found[0]?.value
+}
+
+/**
+ * Every histogram series in a scrape is well formed: buckets cumulative in `le` order, the +Inf
+ * bucket equal to _count, a _sum. Returns how many series it checked.
+ */
+function histogramsWellFormed (t: Test, samples: Sample[]): number {
+  const series = new Map<string, Sample[]>()
+  // ChatGate's own (prom-client's process and GC histograms aside).
+  for (const s of samples.filter((s) => s.name.endsWith('_bucket') && !s.name.startsWith('chatgate_nodejs_'))) {
+    const { le: _le, ...rest } = s.labels
+    const key = `${s.name.slice(0, -'_bucket'.length)} ${JSON.stringify(rest)}`
+    series.set(key, [...series.get(key) ?? [], s])
+  }
+  for (const [key, buckets] of series) {
+    const [name, labelText] = [key.slice(0, key.indexOf(' ')), key.slice(key.indexOf(' ') + 1)]
+    const labels = JSON.parse(labelText) as Record<string, string>
+    const bounds = buckets.map((b) => b.labels.le === '+Inf' ? Infinity : Number(b.labels.le))
+    t.same(bounds, [...bounds].sort((a, b) => a - b), `${key}: buckets in le order`)
+    t.equal(bounds.at(-1), Infinity, `${key}: ends with +Inf`)
+    t.ok(buckets.every((b, i) => i === 0 || b.value >= buckets[i - 1]!.value), `${key}: cumulative`)
+    t.equal(buckets.at(-1)!.value, value(samples, `${name}_count`, labels), `${key}: +Inf is _count`)
+    t.ok(value(samples, `${name}_sum`, labels)! >= 0, `${key}: has a _sum`)
+  }
+  return series.size
 }
 
 async function scrape (gw: Gateway): Promise<Sample[]> {
@@ -115,6 +146,12 @@ t.test('every series, with the values of a scripted workload', async (t) => {
   t.equal(value(m, 'chatgate_model_loaded', { backend: 'ok', model: 'llama3.2:latest' }), 1)
   t.equal(value(m, 'chatgate_model_loaded', { backend: 'x', model: 'qwen2.5-instruct' }), 1)
   t.ok(value(m, 'chatgate_process_resident_memory_bytes')! > 0, 'process metrics too')
+  // Queue wait: one observation, so exactly one step from 0 to 1 across the buckets.
+  const waits = m.filter((s) => s.name === 'chatgate_queue_wait_seconds_bucket')
+  t.equal(waits.length, 15, '14 bounds and +Inf')
+  t.equal(waits.filter((s, i) => s.value !== (i === 0 ? 0 : waits[i - 1]!.value)).length, waits[0]!.value === 1 ? 0 : 1)
+  t.equal(waits.at(-1)!.value, 1)
+  t.ok(histogramsWellFormed(t, m) >= 6, 'durations (two surfaces), time to first token, tokens per second, queue wait')
 
   await ok.close()
   await busy.close()
@@ -188,4 +225,125 @@ t.test('the overhead header: on chats (streamed and whole), errors, probes and p
   t.match((await chat(gw, '/api/chat', 'no-such-model')).headers['server-timing'], /^gateway;dur=\d+\.\d\d$/, 'an error')
   t.match((await send(gw.url, '/healthz')).headers['server-timing'], /^gateway;dur=/, 'a probe')
   t.match((await send(gw.url, '/app/x')).headers['server-timing'], /^gateway;dur=\d+\.\d\d, app;dur=\d+\.\d, db;dur=7$/, 'a proxied app, its own entries kept')
+})
+
+t.test('histograms: the same text as prom-client\'s Histogram given the same observations', async (t) => {
+  const ours = new Registry()
+  const theirs = new Registry()
+  const options = { name: 'x_seconds', help: 'Some \\ help\nover lines', labelNames: ['model', 'backend'], buckets: [0.005, 0.01, 1, 2.5, 120] }
+  const plain = new PlainHistogram({ ...options, registers: [ours] })
+  const reference = new Histogram({ ...options, registers: [theirs] })
+  // On the bounds, between them, above the last, zero, fractions that do not add up exactly;
+  // label values prom-client must escape.
+  const observations: Array<[string, string, number]> = [
+    ['llama3.2', 'gpu1', 0.005], ['llama3.2', 'gpu1', 0.0051], ['llama3.2', 'gpu1', 0.1], ['llama3.2', 'gpu1', 0.2],
+    ['qwen "2.5"', 'b\\1', 0], ['qwen "2.5"', 'b\\1', 120], ['qwen "2.5"', 'b\\1', 500], ['llama3.2', 'gpu1', 2.5],
+    ['new\nline', '', 0.3], ['llama3.2', 'gpu1', 0.7],
+  ]
+  for (const [model, backend, v] of observations) {
+    plain.labels(model, backend).observe(v)
+    reference.labels(model, backend).observe(v)
+  }
+  const text = await ours.metrics()
+  t.equal(text, await theirs.metrics(), 'identical exposition')
+  const strip = (values: Array<{ labels: object, value: number, metricName?: string }>): unknown => values.map(({ labels, value, metricName }) => ({ labels, value, metricName }))
+  const [a, b] = [await ours.getMetricsAsJSON(), await theirs.getMetricsAsJSON()]
+  t.same(strip(a[0]!.values), strip(b[0]!.values), 'identical JSON (cluster aggregation reads it)')
+  t.match(a[0], { name: 'x_seconds', help: options.help, type: 'histogram', aggregator: 'sum' })
+
+  // And the text itself, for one series: cumulative buckets, +Inf equal to _count, the exact sum.
+  const series = text.split('\n').filter((l) => l.includes('model="llama3.2"'))
+  t.same(series, [
+    'x_seconds_bucket{le="0.005",model="llama3.2",backend="gpu1"} 1',
+    'x_seconds_bucket{le="0.01",model="llama3.2",backend="gpu1"} 2',
+    'x_seconds_bucket{le="1",model="llama3.2",backend="gpu1"} 5',
+    'x_seconds_bucket{le="2.5",model="llama3.2",backend="gpu1"} 6',
+    'x_seconds_bucket{le="120",model="llama3.2",backend="gpu1"} 6',
+    'x_seconds_bucket{le="+Inf",model="llama3.2",backend="gpu1"} 6',
+    `x_seconds_sum{model="llama3.2",backend="gpu1"} ${0.005 + 0.0051 + 0.1 + 0.2 + 2.5 + 0.7}`,
+    'x_seconds_count{model="llama3.2",backend="gpu1"} 6',
+  ])
+  t.match(text, /^x_seconds_bucket\{le="\+Inf",model="qwen \\"2\.5\\"",backend="b\\\\1"\} 3$/m, 'above the last bound: in +Inf only')
+
+  // Not a number: dropped (prom-client would throw, inside a socket's close listener).
+  plain.labels('llama3.2', 'gpu1').observe(NaN)
+  plain.labels('llama3.2', 'gpu1').observe(Infinity)
+  t.match(await ours.metrics(), /^x_seconds_count\{model="llama3.2",backend="gpu1"\} 6$/m)
+  ours.resetMetrics()
+  t.equal(await ours.metrics(), '# HELP x_seconds Some \\\\ help\\nover lines\n# TYPE x_seconds histogram\n', 'reset: no series')
+})
+
+/** A pool as the metrics read it: backends (replaced by a reload) and queue depths. */
+function fakePool (names: string[]): Pool & { backends: unknown[] } {
+  const backend = (name: string): unknown => ({ name, isUp: () => true, inFlight: 2, config: { maxConcurrent: 4 }, models: new Map(), loaded: new Set() })
+  return { backends: names.map(backend), queueDepths: () => new Map() } as unknown as Pool & { backends: unknown[] }
+}
+
+t.test('the metrics\' own text: queue wait as observed, through GatewayMetrics', async (t) => {
+  const metrics = new GatewayMetrics({ pool: fakePool([]) })
+  for (const ms of [3, 20, 20, 7000, 500_000]) metrics.waited('llama3.2', ms)
+  metrics.waited('qwen', 100)
+  const text = await metrics.registry.getSingleMetricAsString('chatgate_queue_wait_seconds')
+  const bounds = ['0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '30', '60', '120']
+  const cumulative = [1, 1, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 4, 4]
+  t.equal(text, [
+    '# HELP chatgate_queue_wait_seconds Time chats waited for a free backend slot (only those that waited)',
+    '# TYPE chatgate_queue_wait_seconds histogram',
+    ...bounds.map((le, i) => `chatgate_queue_wait_seconds_bucket{le="${le}",model="llama3.2"} ${cumulative[i]}`),
+    'chatgate_queue_wait_seconds_bucket{le="+Inf",model="llama3.2"} 5',
+    `chatgate_queue_wait_seconds_sum{model="llama3.2"} ${0.003 + 0.02 + 0.02 + 7 + 500}`,
+    'chatgate_queue_wait_seconds_count{model="llama3.2"} 5',
+    ...bounds.map((le, i) => `chatgate_queue_wait_seconds_bucket{le="${le}",model="qwen"} ${i >= 4 ? 1 : 0}`),
+    'chatgate_queue_wait_seconds_bucket{le="+Inf",model="qwen"} 1',
+    'chatgate_queue_wait_seconds_sum{model="qwen"} 0.1',
+    'chatgate_queue_wait_seconds_count{model="qwen"} 1',
+  ].join('\n'))
+})
+
+t.test('config reloads, read from the history at scrape time', async (t) => {
+  const result = (ok: boolean): ReloadResult => ({ at: new Date().toISOString(), trigger: 'signal', ok, problems: ok ? [] : ['x: bad'], applied: [], restartRequired: [] })
+  let history: ReloadHistory = { file: 'chatgate.yaml', succeeded: 0, failed: 0, last: undefined, loadedAt: 1_700_000_000_123 }
+  const metrics = new GatewayMetrics({ pool: fakePool([]), reloads: () => history })
+  const read = async (): Promise<Sample[]> => parse(await metrics.registry.metrics())
+
+  let m = await read()
+  t.equal(value(m, 'chatgate_config_reloads_total', { result: 'success' }), 0, 'both results present from the start')
+  t.equal(value(m, 'chatgate_config_reloads_total', { result: 'failure' }), 0)
+  t.equal(value(m, 'chatgate_config_last_reload_successful'), 1, 'no reload yet: 1')
+  t.equal(value(m, 'chatgate_config_loaded_timestamp_seconds'), 1_700_000_000.123)
+  const text = await metrics.registry.metrics()
+  t.match(text, '# TYPE chatgate_config_reloads_total counter')
+  t.match(text, '# TYPE chatgate_config_last_reload_successful gauge')
+  t.match(text, '# TYPE chatgate_config_loaded_timestamp_seconds gauge')
+
+  history = { ...history, failed: 1, last: result(false) }
+  m = await read()
+  t.equal(value(m, 'chatgate_config_reloads_total', { result: 'failure' }), 1)
+  t.equal(value(m, 'chatgate_config_last_reload_successful'), 0, 'the last reload failed')
+  t.equal(value(m, 'chatgate_config_loaded_timestamp_seconds'), 1_700_000_000.123, 'the running config stays')
+
+  history = { ...history, succeeded: 2, last: result(true), loadedAt: 1_700_000_100_000 }
+  m = await read()
+  t.equal(value(m, 'chatgate_config_reloads_total', { result: 'success' }), 2)
+  t.equal(value(m, 'chatgate_config_reloads_total', { result: 'failure' }), 1)
+  t.equal(value(m, 'chatgate_config_last_reload_successful'), 1)
+  t.equal(value(m, 'chatgate_config_loaded_timestamp_seconds'), 1_700_000_100)
+
+  const without = parse(await new GatewayMetrics({ pool: fakePool([]) }).registry.metrics())
+  t.equal(value(without, 'chatgate_config_last_reload_successful'), undefined, 'no history given: no reload series')
+})
+
+t.test('a backend a reload removed disappears from the backend gauges', async (t) => {
+  const pool = fakePool(['a', 'b'])
+  const metrics = new GatewayMetrics({ pool })
+  let m = parse(await metrics.registry.metrics())
+  for (const name of ['chatgate_backend_up', 'chatgate_backend_slots_in_use', 'chatgate_backend_slots']) {
+    t.equal(m.filter((s) => s.name === name).length, 2, `${name}: both`)
+  }
+  t.equal(value(m, 'chatgate_backend_slots', { backend: 'b' }), 4)
+  pool.backends = pool.backends.filter((b) => (b as { name: string }).name === 'a')
+  m = parse(await metrics.registry.metrics())
+  for (const name of ['chatgate_backend_up', 'chatgate_backend_slots_in_use', 'chatgate_backend_slots']) {
+    t.same(m.filter((s) => s.name === name).map((s) => s.labels.backend), ['a'], `${name}: only the remaining one`)
+  }
 })

@@ -10,9 +10,14 @@ function globToRegExp (glob: string): RegExp {
 
 /** Which models each role may use, from `auth.modelAccess` glob patterns. */
 export class ModelAccess {
-  private readonly rules: Record<Role, RegExp[]>
+  private rules!: Record<Role, RegExp[]>
 
   constructor (patterns: Record<Role, string[]>) {
+    this.setPatterns(patterns)
+  }
+
+  /** The rules from now on (a config reload). */
+  setPatterns (patterns: Record<Role, string[]>): void {
     this.rules = { user: patterns.user.map(globToRegExp), admin: patterns.admin.map(globToRegExp) }
   }
 

@@ -70,7 +70,7 @@ function checkEmail (email: string | null | undefined): void {
 }
 
 export class Users {
-  private readonly configUsers: ReadonlyMap<string, ConfigUser>
+  private configUsers!: ReadonlyMap<string, ConfigUser>
   private readonly byName
   private readonly all
   private readonly insert
@@ -79,7 +79,7 @@ export class Users {
   private readonly endSessions
 
   constructor (private readonly db: Db, configUsers: Config['auth']['users']) {
-    this.configUsers = new Map(configUsers.map((u) => [u.username, u]))
+    this.setConfigUsers(configUsers)
     this.byName = db.prepare<[string], Row>('SELECT * FROM users WHERE name = ?')
     this.all = db.prepare<[], Row>('SELECT * FROM users ORDER BY name')
     this.insert = db.prepare('INSERT INTO users (name, email, role, enabled, password_hash, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?, ?)')
@@ -88,6 +88,11 @@ export class Users {
       FROM users WHERE name = ?`).pluck()
     this.setHash = db.prepare('UPDATE users SET password_hash = ?, updated_at = ? WHERE name = ?')
     this.endSessions = db.prepare(END_USER_SESSIONS)
+  }
+
+  /** The config file's users from now on (a config reload). */
+  setConfigUsers (configUsers: Config['auth']['users']): void {
+    this.configUsers = new Map(configUsers.map((u) => [u.username, u]))
   }
 
   /** Adds a store user; 409 when the name is taken here or in the config file. */

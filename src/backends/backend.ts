@@ -32,8 +32,11 @@ export class Backend {
   /** Upstream ids currently loaded in memory (Ollama /api/ps). */
   loaded = new Set<string>()
   discovered = false
+  /** Removed by a config reload: takes no new requests, closes after its last one. */
+  retired = false
 
-  constructor (readonly config: BackendConfig, private readonly backoffMs: number) {
+  /** `config` changes only through `update` (a reload). */
+  constructor (public config: BackendConfig, private backoffMs: number) {
     this.name = config.name
     this.protocol = config.type === 'ollama' ? 'ollama' : 'openai'
     const url = new URL(config.url)
@@ -46,6 +49,19 @@ export class Backend {
       keepAliveTimeout: 30_000,
     })
     this.postHeaders = this.headers()
+  }
+
+  /** Whether a reloaded backend entry can be served by this one: everything but its slot count is the same. */
+  takes (next: BackendConfig): boolean {
+    const settings = new Set([...Object.keys(this.config), ...Object.keys(next)]) as Set<keyof BackendConfig>
+    for (const key of settings) if (key !== 'maxConcurrent' && this.config[key] !== next[key]) return false
+    return true
+  }
+
+  /** A reloaded entry that `takes` accepted: the new slot count (and back-off) apply from now on. */
+  update (next: BackendConfig, backoffMs: number): void {
+    this.config = next
+    this.backoffMs = backoffMs
   }
 
   /** Headers of every chat and embedding request, built once. */

@@ -41,15 +41,18 @@ export interface PoolObserver {
  * busy; when all are full they wait in a bounded FIFO queue per model.
  */
 export class Pool {
-  readonly backends: Backend[]
+  /** The backends requests may go to; a reload replaces the array (see reconfigure). */
+  backends: Backend[]
   observer: PoolObserver | undefined
+  /** Backends a reload removed that still run requests: closed when their last one ends. */
+  private readonly draining = new Set<Backend>()
   private waiters: Waiter[] = []
   private timer: NodeJS.Timeout | undefined
   private lastUnknownRefresh = 0
   private refreshing: Promise<void> | undefined
   private rotation = 0
 
-  constructor (private readonly config: Config) {
+  constructor (private config: Config) {
     this.backends = config.backends.map((b) => new Backend(b, config.routing.downBackoffMs))
   }
 
@@ -60,8 +63,49 @@ export class Pool {
   /** Starts periodic discovery (which is also the active health probe). */
   start (): void {
     void this.refresh()
+    this.startTimer()
+  }
+
+  private startTimer (): void {
+    clearInterval(this.timer)
     this.timer = setInterval(() => { void this.refresh() }, this.config.routing.discoveryIntervalMs)
     this.timer.unref()
+  }
+
+  /**
+   * Takes a reloaded config at once: new requests see only its backends, aliases and routing.
+   * A backend whose connection settings are unchanged stays as it is (its slots in use, health
+   * and models), with its new slot count; any other is replaced: the old one finishes the
+   * requests it runs (streams end where they started), then closes. Resolves when the backends
+   * it added have been asked what they serve.
+   */
+  async reconfigure (config: Config): Promise<void> {
+    const current = new Map(this.backends.map((b) => [b.name, b]))
+    const added: Backend[] = []
+    this.backends = config.backends.map((settings) => {
+      const kept = current.get(settings.name)
+      if (kept !== undefined && kept.takes(settings)) {
+        current.delete(settings.name)
+        kept.update(settings, config.routing.downBackoffMs)
+        return kept
+      }
+      const fresh = new Backend(settings, config.routing.downBackoffMs)
+      added.push(fresh)
+      return fresh
+    })
+    for (const gone of current.values()) this.retire(gone)
+    const intervalChanged = config.routing.discoveryIntervalMs !== this.config.routing.discoveryIntervalMs
+    this.config = config
+    if (this.timer !== undefined && intervalChanged) this.startTimer()
+    // More slots than before, or waiters for a model a new backend serves.
+    this.backends.forEach((b) => this.handOver(b))
+    await Promise.all(added.map((b) => this.rediscover(b)))
+  }
+
+  private retire (backend: Backend): void {
+    backend.retired = true
+    if (backend.inFlight === 0) void backend.close()
+    else this.draining.add(backend)
   }
 
   /** Re-discovers every backend; concurrent callers share one round. */
@@ -132,14 +176,15 @@ export class Pool {
         if (released) return
         released = true
         backend.inFlight -= 1
-        this.handOver(backend)
+        if (!backend.retired) this.handOver(backend)
+        else if (backend.inFlight === 0 && this.draining.delete(backend)) void backend.close()
       },
     }
   }
 
   /** Gives a freed slot to the oldest waiter that can use it. */
   private handOver (backend: Backend): void {
-    while (backend.hasFreeSlot && backend.isUp()) {
+    while (!backend.retired && backend.hasFreeSlot && backend.isUp()) {
       const i = this.waiters.findIndex((w) => !w.exclude.has(backend) && backend.lookup(w.model) !== undefined)
       if (i === -1) return
       const [waiter] = this.waiters.splice(i, 1)
@@ -224,6 +269,6 @@ export class Pool {
   async close (): Promise<void> {
     clearInterval(this.timer)
     for (const w of this.waiters.splice(0)) w.fail(new GatewayError(503, 'gateway shutting down', 'shutting_down'))
-    await Promise.all(this.backends.map((b) => b.close()))
+    await Promise.all([...this.backends, ...this.draining].map((b) => b.close()))
   }
 }

@@ -3,7 +3,7 @@ import { parseDocument } from 'yaml'
 import { Value } from '@sinclair/typebox/value'
 import { SetErrorFunction, DefaultErrorFunction, ValueErrorType } from '@sinclair/typebox/errors'
 import { nameProblem } from '../tls/names.js'
-import { proxyProblems } from './proxy-schema.js'
+import { docsProblems, proxyProblems } from './proxy-schema.js'
 import { signInProblems } from './sign-in-schema.js'
 import { cidrProblem } from '../auth/trusted-networks.js'
 import { ConfigSchema, type Config } from './schema.js'
@@ -66,7 +66,7 @@ function crossCheck (config: Config): string[] {
     if (seen.has(b.name)) problems.push(`backends[${i}].name: "${b.name}" is already used by backends[${seen.get(b.name)}]`)
     seen.set(b.name, i)
   })
-  problems.push(...proxyProblems(config.proxy))
+  problems.push(...proxyProblems(config.proxy), ...docsProblems(config))
   problems.push(...signInProblems(config.auth.signIn))
   config.auth.trustedNetworks.cidrs.forEach((cidr, i) => {
     const problem = cidrProblem(cidr)
@@ -143,6 +143,11 @@ export function loadConfig (file: string, env: NodeJS.ProcessEnv = process.env):
   } catch (err) {
     throw new ConfigError(file, [`cannot read file: ${(err as Error).message}`])
   }
+  return parseConfig(text, file, env)
+}
+
+/** Parses and validates the text of a YAML config file. */
+export function parseConfig (text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
   const doc = parseDocument(text, { prettyErrors: true })
   if (doc.errors.length > 0) throw new ConfigError(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`))
   return validateConfig(doc.toJS(), file, env)

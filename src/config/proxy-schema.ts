@@ -90,3 +90,21 @@ export function proxyProblems (proxy: ProxyConfig): string[] {
   })
   return problems
 }
+
+const under = (path: string, prefix: string): boolean => path === prefix || path.startsWith(`${prefix}/`)
+
+/**
+ * A proxied app on the docs' path (or around it) would lose those paths to the docs, or refuse
+ * to start with a duplicate route: said by config key instead. Apps on a host of their own keep
+ * every path of that host.
+ */
+export function docsProblems (config: { docs: { enabled: boolean, path: string }, proxy: ProxyConfig }): string[] {
+  if (!config.docs.enabled) return []
+  const { path } = config.docs
+  return config.proxy.routes.flatMap((route, i) => {
+    const prefix = route.prefix
+    if (route.host !== undefined || prefix === undefined || prefix === '/') return []
+    if (!under(path, prefix) && !under(prefix, path)) return []
+    return [`docs.path: "${path}" overlaps proxy.routes[${i}].prefix "${prefix}"; move the docs (docs.path) or set docs.enabled: false`]
+  })
+}

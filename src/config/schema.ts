@@ -16,6 +16,8 @@ export const ServerSchema = Type.Object({
   bodyLimit: Type.Integer({ minimum: 1024, default: 20 * 1024 * 1024, description: 'Largest request body in bytes (images make chat bodies large)' }),
   trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* from a proxy in front' }),
   shutdownGraceMs: Type.Integer({ minimum: 0, default: 30_000, description: 'On SIGTERM, how long open streams may run before they are cut off (their usage is still recorded); a second SIGTERM exits at once' }),
+  watchConfig: Type.Boolean({ default: true, description: 'Reload the config when its file changes (as on SIGHUP or POST /admin/reload)' }),
+  reloadDebounceMs: Type.Integer({ minimum: 0, default: 500, description: 'After a change of the config file, wait this long for more changes before reloading (editors write in several steps)' }),
 }, { additionalProperties: false, default: {} })
 
 export const UserSchema = Type.Object({
@@ -109,6 +111,11 @@ export const MetricsSchema = Type.Object({
   }, { additionalProperties: false, description: 'Serve /metrics only here, plain HTTP and without credentials (for a scraper on a private network); without it /metrics is on the main port for admins' })),
 }, { additionalProperties: false, default: {} })
 
+export const DocsSchema = Type.Object({
+  enabled: Type.Boolean({ default: true, description: 'Serve the OpenAPI description of every route and its browsable UI' }),
+  path: Type.String({ pattern: '^/[A-Za-z0-9._~/-]*[A-Za-z0-9._~-]$', default: '/docs', description: 'path like /docs (the UI; the OpenAPI JSON at <path>/json)' }),
+}, { additionalProperties: false, default: {} })
+
 export const LogSchema = Type.Object({
   level: Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' }),
 }, { additionalProperties: false, default: {} })
@@ -179,6 +186,7 @@ export const ConfigSchema = Type.Object({
   biochatter: BioChatterSchema,
   store: StoreSchema,
   metrics: MetricsSchema,
+  docs: DocsSchema,
   log: LogSchema,
 }, { additionalProperties: false, $id: 'https://chatgate.dev/config.schema.json', title: 'ChatGate configuration' })
 

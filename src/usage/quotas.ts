@@ -52,7 +52,7 @@ function refusal (counter: Counter, held: number, amount: number, now: number): 
 }
 
 export class Quotas {
-  private readonly configured: boolean
+  private configured: boolean
   // Hold ids: unique across replicas (Redis keeps them) without a random UUID per request.
   private readonly idPrefix = `${randomUUID()}-`
   private holds = 0
@@ -60,17 +60,27 @@ export class Quotas {
    * Counters by caller, until the day's window ends (their keys and labels name the window). A
    * caller's principal object is reused from request to request (authentication keeps it).
    */
-  private readonly counters = new WeakMap<Principal, { counters: Counter[], until: number }>()
+  private counters = new WeakMap<Principal, { counters: Counter[], until: number }>()
   /** Settles still on their way to the store (Redis): close waits for them, so none is cut off. */
   private readonly settling = new Set<Promise<void>>()
 
   /** `failed` says what a store error means (Redis down): a refusal, or undefined to let the request through. */
   constructor (
-    private readonly limits: Config['limits'],
+    private limits: Config['limits'],
     private readonly store: QuotaStore,
     private readonly failed: (err: unknown) => GatewayError | undefined,
   ) {
     this.configured = anyQuota(limits)
+  }
+
+  /**
+   * Reloaded limits, for requests from now on. Holds already taken settle on the counters they
+   * were taken on; the counts themselves live in the store and carry over.
+   */
+  setLimits (limits: Config['limits']): void {
+    this.limits = limits
+    this.configured = anyQuota(limits)
+    this.counters = new WeakMap()
   }
 
   private countersOf (principal: Principal, now: number): Counter[] {

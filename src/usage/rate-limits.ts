@@ -39,8 +39,10 @@ export function perClientIp (max: number, bucket: string): RateLimitOptions {
   }
 }
 
-export async function registerRateLimits (app: FastifyInstance, config: Config, redis: SharedRedis | undefined): Promise<void> {
-  const perUser = (request: FastifyRequest): number => requestsPerMinuteOf(config.limits, request.principal) || Number.MAX_SAFE_INTEGER
+export async function registerRateLimits (app: FastifyInstance, redis: SharedRedis | undefined): Promise<void> {
+  // The running config's limits, read per request: a reload changes them at once.
+  const { gateway } = app
+  const perUser = (request: FastifyRequest): number => requestsPerMinuteOf(gateway.config.limits, request.principal) || Number.MAX_SAFE_INTEGER
   await app.register(rateLimit, {
     global: true,
     // Counted on arrival (authentication is an earlier onRequest hook): a request over the limit
