@@ -4,7 +4,7 @@
 import { SignedOut, session } from './api.js'
 import { refreshKeys, refreshUsers, setUpAccounts } from './accounts.js'
 import { byId, el, fill, format, showError } from './dom.js'
-import { refreshActivity, refreshConfig, refreshStatus } from './sections.js'
+import { refreshActivity, refreshConfig, refreshStatus, setUpReload } from './sections.js'
 import { refreshUsage, setUpUsage } from './usage.js'
 
 const REFRESH_MS = 5000
@@ -64,6 +64,7 @@ function schedule () {
 async function start () {
   setUpUsage()
   setUpAccounts()
+  setUpReload(() => refreshNow())
   byId('refresh').addEventListener('click', () => { void refreshNow() })
   document.addEventListener('visibilitychange', () => {
     if (document.visibilityState === 'visible' && !stopped) void refreshNow()

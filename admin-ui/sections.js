@@ -113,6 +113,28 @@ function reloadSummary (reloads) {
   return el('dl', { class: 'facts', 'data-testid': 'reload-summary' }, facts.map(([k, v]) => [el('dt', {}, k), el('dd', {}, v)]))
 }
 
+/** The reload button: the file read again now (POST /admin/reload), and what came of it. */
+export function setUpReload (refreshed) {
+  const button = byId('reload')
+  const result = byId('reload-result')
+  button.addEventListener('click', async () => {
+    button.disabled = true
+    result.className = ''
+    result.textContent = 'reloading…'
+    try {
+      const done = await api('POST', '/admin/reload')
+      result.textContent = `applied: ${done.applied.length === 0 ? 'nothing changed' : done.applied.join(', ')}` +
+        (done.restartRequired.length === 0 ? '' : `; needs a restart: ${done.restartRequired.join(', ')}`)
+    } catch (err) {
+      result.className = 'danger'
+      result.textContent = err.message
+    } finally {
+      button.disabled = false
+      await refreshed()
+    }
+  })
+}
+
 export async function refreshConfig () {
   const data = await api('GET', '/admin/config')
   if (unchanged(byId('config-json'), data)) return

@@ -69,6 +69,10 @@ t.test('an admin signs in, sees the backends and the workload in the chart, crea
   await page.getByTestId('activity-total').getByText('0 requests in the last 60 min').waitFor()
   t.match(await page.getByTestId('tls-mode').textContent(), /TLS is off/)
   t.match(await page.getByTestId('config-json').textContent(), /"name": "gpu-ollama"/)
+  // The reload button: this gateway has no file to read, and the page says so.
+  await page.getByTestId('reload').click()
+  await page.getByTestId('reload-result').getByText(/422: config not reloaded.*started without a config file/).waitFor()
+  await page.getByTestId('reload-summary').getByText(/refused; the running config stays/).waitFor()
 
   // A key for alice, made in the page and shown once.
   await page.locator('#key-form select[name=owner]').selectOption('alice')
