@@ -110,6 +110,44 @@ t.test('100 reloads while 50 streams run: every stream finishes where it started
   t.not(gw.app.gateway.pool.byName('a'), first, 'backend a came back as a new backend')
 })
 
+t.test('chats waiting for a slot when a reload removes their backend: served by the new one, or told the model is gone', async (t) => {
+  const [a, b, c] = await Promise.all([OllamaEmulator.start(), OllamaEmulator.start(), OllamaEmulator.start({ models: ['qwen3:8b'] })])
+  t.teardown(() => Promise.all([a.close(), b.close(), c.close()]))
+  const gw = await fromFile(t, base([{ name: 'a', type: 'ollama', url: a.url, maxConcurrent: 1 }]))
+  const queued = async (): Promise<void> => { while (gw.app.gateway.pool.queueDepths().size === 0) await new Promise((resolve) => setTimeout(resolve, 5)) }
+  const gate = (o: OllamaEmulator): () => void => {
+    let open!: () => void
+    o.mode = { gate: new Promise((resolve) => { open = resolve }) }
+    return () => open()
+  }
+
+  const openA = gate(a)
+  const holdingA = chat(gw)
+  await a.waitForRequests(1, '/api/chat')
+  const waiting = chat(gw)
+  await queued()
+  gw.write(base([{ name: 'b', type: 'ollama', url: b.url, maxConcurrent: 1 }]))
+  t.equal((await reload(gw)).status, 200)
+  t.equal((await waiting).status, 200, 'the chat waiting for a slot on the removed backend went to the new one')
+  t.equal(chatRequests(b), 1)
+
+  const openB = gate(b)
+  const holdingB = chat(gw)
+  await b.waitForRequests(2, '/api/chat')
+  const orphan = chat(gw)
+  await queued()
+  gw.write(base([{ name: 'c', type: 'ollama', url: c.url }]))
+  t.equal((await reload(gw)).status, 200)
+  const gone = await orphan
+  t.equal(gone.status, 404, 'a chat waiting for a model the new config does not serve is told at once')
+  t.match(gone.json.error, /model 'llama3.2' not found/)
+
+  openA()
+  openB()
+  t.equal((await holdingA).status, 200, 'the chats holding slots finished on their backends')
+  t.equal((await holdingB).status, 200)
+})
+
 t.test('an invalid file is refused with every problem, and the running config keeps serving', async (t) => {
   const o = await OllamaEmulator.start()
   t.teardown(() => o.close())

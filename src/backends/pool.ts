@@ -100,6 +100,16 @@ export class Pool {
     // More slots than before, or waiters for a model a new backend serves.
     this.backends.forEach((b) => this.handOver(b))
     await Promise.all(added.map((b) => this.rediscover(b)))
+    this.failOrphans()
+  }
+
+  /** Waiters for a model no backend serves any more (a reload removed it) are told at once. */
+  private failOrphans (): void {
+    for (const waiter of [...this.waiters]) {
+      if (this.backends.some((b) => b.lookup(waiter.model) !== undefined)) continue
+      this.dequeue(waiter)
+      waiter.fail(this.notFound(waiter.model))
+    }
   }
 
   private retire (backend: Backend): void {
