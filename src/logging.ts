@@ -80,10 +80,10 @@ declare module 'fastify' {
 }
 
 // Query parameters that carry secrets: an identity provider's code and state on the sign-in
-// callback, tokens and keys some clients put in URLs.
-const SECRET_QUERY = /([?&](?:code|state|access_token|id_token|token|key|api_key|apikey)=)[^&#]*/gi
+// callback, tokens, keys and passwords some clients put in URLs.
+const SECRET_QUERY = /([?&](?:code|state|access_token|id_token|token|key|api_key|apikey|password|pass|pwd|secret)=)[^&#]*/gi
 
-/** A URL as logged: the values of secret query parameters replaced. */
+/** A URL as logged (or shown in the dashboard's config): the values of secret query parameters replaced. */
 export const withoutSecrets = (url: string): string => url.replace(SECRET_QUERY, '$1[redacted]')
 
 /** Called once per request when the connection is done with it, after its log line. */

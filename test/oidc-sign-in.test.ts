@@ -140,6 +140,7 @@ t.test('provider account names become user names; secrets in URLs are not logged
   t.equal(userNameFrom('jane.doe@lab.example'), 'jane.doe@lab.example')
   t.equal(withoutSecrets('/auth/callback/lab?code=abc&state=xyz&iss=https%3A%2F%2Fidp'), '/auth/callback/lab?code=[redacted]&state=[redacted]&iss=https%3A%2F%2Fidp')
   t.equal(withoutSecrets('/x?api_key=k1&keep=1#f'), '/x?api_key=[redacted]&keep=1#f')
+  t.equal(withoutSecrets('/x?password=p1&pwd=p2&secret=s&keep=1'), '/x?password=[redacted]&pwd=[redacted]&secret=[redacted]&keep=1')
 })
 
 t.test('config: providers checked by path', async (t) => {

@@ -24,17 +24,16 @@ export function changedPaths (before: unknown, after: unknown, path = ''): strin
 
 const isReloadable = (path: string): boolean => RELOADABLE.some((p) => path === p || path.startsWith(`${p}.`))
 
-/** The config that runs after a reload: the reloadable parts of `next`, the rest as it runs now. */
+/** The config that runs after a reload: the RELOADABLE parts of `next`, the rest as it runs now. */
 function effective (running: Config, next: Config): Config {
-  return {
-    ...running,
-    backends: next.backends,
-    models: next.models,
-    routing: next.routing,
-    limits: next.limits,
-    log: next.log,
-    auth: { ...running.auth, users: next.auth.users, modelAccess: next.auth.modelAccess },
+  const config: Record<string, unknown> = { ...running }
+  const from: Record<string, unknown> = next
+  for (const path of RELOADABLE) {
+    const [section, key] = path.split('.') as [string, string | undefined]
+    if (key === undefined) config[section] = from[section]
+    else config[section] = { ...(config[section] as Tree), [key]: (from[section] as Tree)[key] }
   }
+  return config as Config
 }
 
 export interface Applied {

@@ -1,3 +1,4 @@
+import { withoutSecrets } from '../logging.js'
 import type { Config } from './schema.js'
 
 // The running config as admins may see it (the dashboard): every secret replaced. Fields are
@@ -14,11 +15,9 @@ const SECRET_KEY = /(secret|password|passwordhash|apikey|hmackey|token|authoriza
 const HEADERS_KEY = /headers$/i
 /** `scheme://user:password@` in any string: the whole user part goes. */
 const URL_USERINFO = /^([a-z][a-z0-9+.-]*:\/\/)[^/?#@\s]*@/i
-/** `?password=…`, `&token=…` and the like in a URL's query. */
-const QUERY_SECRET = /([?&](?:password|pass|pwd|token|secret|key|api_key|apikey|access_token)=)[^&#]*/gi
-
 function redactString (text: string): string {
-  return text.replace(URL_USERINFO, `$1${REDACTED}@`).replace(QUERY_SECRET, `$1${REDACTED}`)
+  // `?password=…`, `&token=…` and the like: the request log's own rule.
+  return withoutSecrets(text.replace(URL_USERINFO, `$1${REDACTED}@`))
 }
 
 function redactValue (value: unknown): unknown {
