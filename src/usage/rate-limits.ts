@@ -11,6 +11,11 @@ import { redisRateLimitStore, type SharedRedis } from './redis.js'
 
 const WINDOW_MS = 60_000
 
+declare module 'fastify' {
+  /** The count of an API key's own requests-per-minute limit, from its start to its check. */
+  interface FastifyRequest { keyCount: ReturnType<ReturnType<FastifyInstance['createRateLimit']>> | undefined }
+}
+
 /** A user's requests per minute: their own override, else their role's (0: no limit). */
 export function requestsPerMinuteOf (limits: Config['limits'], principal: Principal): number {
   return limits.users[principal.sub]?.requestsPerMinute ?? limits.requestsPerMinute[principal.role]
@@ -52,7 +57,8 @@ export async function registerRateLimits (app: FastifyInstance, redis: SharedRed
     ...(redis !== undefined && { store: redisRateLimitStore(redis) }),
     // Public routes are not counted per user (login and refresh have their own per-IP limits,
     // whose keys are never empty).
-    allowList: (_request, key) => key === '',
+    // An array, not a function: the plugin awaits a function's answer on every request.
+    allowList: [''],
     keyGenerator: (request) => request.principal?.sub ?? '',
     max: perUser,
     errorResponseBuilder: (request, context) => rateLimited(
@@ -70,20 +76,20 @@ export async function registerRateLimits (app: FastifyInstance, redis: SharedRed
     // Only keyed requests get here: the global allow-list (an awaited call) has nothing to do.
     allowList: undefined,
   })
-  type Count = ReturnType<typeof perKey>
-  const counts = new WeakMap<FastifyRequest, Count>()
+  // On the request itself: a WeakMap lookup on every request (most have no key limit) cost more.
+  app.decorateRequest('keyCount', undefined)
   const startKeyCount: onRequestHookHandler = (request, _reply, done) => {
     const own = request.principal?.keyLimits?.requestsPerMinute
     if (own !== undefined && own > 0) {
       const count = perKey(request)
       // Read by finishKeyCount; a request refused by the user's limit never gets there.
       count.catch(() => {})
-      counts.set(request, count)
+      request.keyCount = count
     }
     done()
   }
   const finishKeyCount: onRequestHookHandler = (request, reply, done) => {
-    const count = counts.get(request)
+    const count = request.keyCount
     if (count === undefined) return done()
     count.then((result) => {
       if (!('isExceeded' in result)) return done()
