@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
+import { escapeHtml } from '../html.js'
 
 // The dashboard's files (admin-ui/ in the package: plain HTML, JS and CSS, no build step), read
 // into memory once, and the page a signed-in non-admin gets instead.
@@ -51,8 +52,6 @@ export function loadUi (dir: URL): DashboardUi {
   return { page: read(dir, 'index.html'), assets }
 }
 
-const escape = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
-
 /** What a signed-in user who is not an admin sees at /admin. */
 export function notAdminPage (user: string): string {
   return `<!doctype html>
@@ -66,7 +65,7 @@ export function notAdminPage (user: string): string {
 <body class="refused">
 <main>
 <h1>Admins only</h1>
-<p data-testid="refused">The ChatGate dashboard is for admins. You are signed in as <strong>${escape(user)}</strong>, who is not an admin.</p>
+<p data-testid="refused">The ChatGate dashboard is for admins. You are signed in as <strong>${escapeHtml(user)}</strong>, who is not an admin.</p>
 <p><a href="/auth/sign-out">Sign out</a> to sign in as someone else.</p>
 </main>
 </body>

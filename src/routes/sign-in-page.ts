@@ -1,7 +1,7 @@
 // The login page of the login gate: one small self-contained HTML form, no scripts, no external
 // resources (a strict CSP can forbid everything else).
 
-const escape = (text: string): string => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`)
+import { escapeHtml } from '../html.js'
 
 export const SIGN_IN_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 
@@ -10,9 +10,9 @@ export function signInPage (opts: { csrf: string, returnTo: string, providers: A
   const providers = opts.providers.length === 0
     ? ''
     : `<div class="providers">\n${opts.providers.map((p) =>
-      `<a class="provider" href="/auth/sign-in/${p.name}?rd=${escape(rd)}">Sign in with ${escape(p.title)}</a>`).join('\n')}\n<p class="or">or with a ChatGate password</p>\n</div>`
+      `<a class="provider" href="/auth/sign-in/${p.name}?rd=${escapeHtml(rd)}">Sign in with ${escapeHtml(p.title)}</a>`).join('\n')}\n<p class="or">or with a ChatGate password</p>\n</div>`
   const notice = opts.problem !== undefined
-    ? `<p class="problem" role="alert">${escape(opts.problem)}</p>`
+    ? `<p class="problem" role="alert">${escapeHtml(opts.problem)}</p>`
     : opts.signedOut === true ? '<p class="notice">You are signed out.</p>' : ''
   return `<!doctype html>
 <html lang="en">
@@ -37,8 +37,8 @@ a.provider { display: block; text-align: center; padding: .6rem; margin: .5rem 0
 <h1>Sign in</h1>
 ${notice}
 ${providers}
-<input type="hidden" name="_csrf" value="${escape(opts.csrf)}">
-<input type="hidden" name="rd" value="${escape(opts.returnTo)}">
+<input type="hidden" name="_csrf" value="${escapeHtml(opts.csrf)}">
+<input type="hidden" name="rd" value="${escapeHtml(opts.returnTo)}">
 <label for="username">User name</label>
 <input type="text" id="username" name="username" autocomplete="username" required autofocus>
 <label for="password">Password</label>

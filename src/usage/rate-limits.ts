@@ -73,7 +73,7 @@ export async function registerRateLimits (app: FastifyInstance, redis: SharedRed
     timeWindow: WINDOW_MS,
     keyGenerator: (request) => `key:${request.principal.keyId!}`,
     max: (request) => request.principal.keyLimits!.requestsPerMinute!,
-    // Only keyed requests get here: the global allow-list (an awaited call) has nothing to do.
+    // Only keyed requests get here, whose keys are never empty: the global allow-list has nothing to do.
     allowList: undefined,
   })
   // On the request itself: a WeakMap lookup on every request (most have no key limit) cost more.
