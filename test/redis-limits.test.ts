@@ -59,7 +59,7 @@ t.test('two replicas share one token quota, exact under 100 concurrent streams s
   const client = redis.client()
   t.equal(await client.get(`chatgate:q:t:u:alice:d:${day}`), '250')
   t.equal(await client.get(`chatgate:q:t:u:alice:d:${day}:s`), '0')
-  t.equal(await client.zcard(`chatgate:q:t:u:alice:d:${day}:h`), 0)
+  t.equal(await client.zcard('chatgate:q:holds'), 0)
   const next = await chat(b, alice, { maxTokens: 9 })
   t.equal(next.headers.get('x-ratelimit-remaining-tokens'), '240')
 })
@@ -131,6 +131,24 @@ t.test('holds of a replica that died lapse instead of blocking the quota', async
   // A settle after its hold lapsed still counts what was used.
   await store.settle('dead-replica-hold', [counter], 10, 3)
   t.same(await store.read([counter]), [{ used: 7, held: 0 }])
+})
+
+t.test('a lapsed hold is given back by the next call to Redis, also on a stream counter whose sum expired with it', async (t) => {
+  const redis = await startRedis(t)
+  const client = redis.client()
+  const store = new RedisQuotaStore(client, 'lapse2:', 50)
+  const tokens: Counter = { key: 't:u:zoe:d:x', kind: 'tokens', limit: 100, resetsAt: Date.now() + 60_000, label: 'zoe tokens' }
+  const streams: Counter = { key: 'c:u:zoe', kind: 'streams', limit: 2, label: 'zoe chats' }
+  t.match(await store.reserve('dead-replica-hold', [tokens, streams], 10), { ok: true, remaining: [90, 1] })
+  // The stream counter's sum lives as long as a hold: both are gone before anything asks again.
+  let sumLeft = 1
+  while (sumLeft === 1) {
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    sumLeft = await client.exists('lapse2:q:c:u:zoe:s')
+  }
+  t.match(await store.reserve('next', [tokens, streams], 5), { ok: true, remaining: [95, 1] }, 'far from any limit, the lapsed hold no longer counts')
+  t.same(await store.read([tokens, streams]), [{ used: 0, held: 5 }, { used: 0, held: 1 }], 'the expired stream sum did not come back negative')
+  t.equal(await client.zcard('lapse2:q:holds'), 1, 'only the live hold is left')
 })
 
 t.test('a gateway closing while a finished chat still settles its hold in Redis waits for it, and records the chat', async (t) => {

@@ -3,89 +3,104 @@ import type { Counter } from './quota-counters.js'
 import type { QuotaStore, Refused, Reserved } from './quota-store.js'
 import { TickBatch } from './redis-batch.js'
 
-// Counters in Redis, shared by every replica. Each counter is three keys: what was used
-// (settled), the holds of running requests (a sorted set of `id:amount` scored by when the hold
-// lapses) and their sum. A script checks and holds every counter of a request at once, atomic
-// against every other replica; holds of a replica that died lapse after `holdMs` instead of
-// blocking the quota for good. Everything requests ask of Redis in one turn of the event loop,
-// holds and settles alike, goes in one script call (redis-batch.ts), and each request is one
-// argument: `<h|s><id> <tokens>[ <spent>]|<counter> <limit> <resetsAt> <t|s> …`, its counters part
-// built once per caller. Standalone Redis (the keys are derived in the script, as Redis Cluster
-// would not allow).
+// Counters in Redis, shared by every replica. Each counter is two keys: what was used (settled)
+// and the sum of the holds of running requests. The holds themselves are one sorted set for all
+// counters, each member a request (`<id> <tokens>|<counter> <t|s> …`, what it holds where) scored
+// by when it lapses: a replica that died does not block a quota for good. A script checks and
+// holds every counter of a request at once, atomic against every other replica. Everything
+// requests ask of Redis in one turn of the event loop, holds and settles alike, goes in one
+// script call (redis-batch.ts), each request one argument:
+// `<h|s><spent> <member>#<limit> <resetsAt> …`, its counters parts built once per caller.
+// Redis runs each script's commands for it (a `redis.call` costs more than most commands here),
+// so the layout keeps them few: one or two per counter, and a read and a sorted-set change per
+// request. Standalone Redis (the keys are derived in the script, as Redis Cluster would not allow).
 
-const PARSE = `
-local function parse (spec, prefix)
-  local head, rest = string.match(spec, '^([^|]*)|(.*)$')
-  local id, tokens, spent = string.match(head, '^(%S+) (%d+) ?(%d*)$')
-  local counters = {}
-  for key, limit, reset, kind in string.gmatch(rest, '(%S+) (%d+) (%d+) (%a)') do
-    local base = prefix .. 'q:' .. key
-    counters[#counters + 1] = { used = base, holds = base .. ':h', sum = base .. ':s', limit = tonumber(limit),
-      reset = tonumber(reset), amount = kind == 't' and tonumber(tokens) or 1, tokens = kind == 't' }
-  end
-  return id, counters, tonumber(spent)
-end
-local function ttl (c, now, holdMs)
-  if c.reset == 0 then return holdMs end
-  return math.max(c.reset - now, 0) + 86400000
-end
-`
-
-// Lapsed holds (a dead replica's) are dropped only when they could make a check refuse: a
-// counter far from its limit costs no range scan. Returns what was dropped.
-const PURGE = `
-local function purge (c, now)
-  local lapsed = redis.call('ZRANGEBYSCORE', c.holds, '-inf', now)
-  if #lapsed == 0 then return 0 end
-  local drop = 0
-  for _, member in ipairs(lapsed) do drop = drop + tonumber(string.match(member, ':(%d+)$')) end
-  redis.call('DECRBY', c.sum, drop)
-  redis.call('ZREMRANGEBYSCORE', c.holds, '-inf', now)
-  return drop
-end
-`
-
-// Holds: answers 0 and the room left on each counter, or the refusing counter (1-based) and what
-// it held, padded to the same width. Settles (the tokens used after the tokens held) answer
-// nothing. Requests are handled in the order they came.
-const CHANGE = PARSE + PURGE + `
+const CHANGE = `
 local now, holdMs, prefix = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local holds = prefix .. 'q:holds'
+
+local function counters_of (member)
+  local tokens, keys = string.match(member, '^%S+ (%d+)|(.*)$')
+  tokens = tonumber(tokens)
+  local list = {}
+  for key, kind in string.gmatch(keys, '(%S+) (%a)') do
+    local used = prefix .. 'q:' .. key
+    list[#list + 1] = { used = used, sum = used .. ':s', tokens = kind == 't', amount = kind == 't' and tokens or 1 }
+  end
+  return list
+end
+
+-- A sum that expired meanwhile (a stream counter's lives as long as a hold) is not brought back
+-- as a negative number.
+local function release (c)
+  if redis.call('DECRBY', c.sum, c.amount) < 0 then redis.call('DEL', c.sum) end
+end
+
+local function ttl (reset)
+  if reset == 0 then return holdMs end
+  return math.max(reset - now, 0) + 86400000
+end
+
+-- Holds that lapsed (a dead replica's, or a chat that outlived holdMs) are given back first.
+local lapsed = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+if #lapsed > 0 then
+  for _, member in ipairs(lapsed) do
+    for _, c in ipairs(counters_of(member)) do release(c) end
+  end
+  redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
+end
+
+-- Holds answer 0 and the room left on each counter, or the refusing counter (1-based) and what
+-- it held, padded to the same width. Settles (the tokens used after the tokens held) answer
+-- nothing. Requests are handled in the order they came.
 local out = {}
 for r = 4, #ARGV do
-  local kind = string.sub(ARGV[r], 1, 1)
-  local id, counters, spent = parse(string.sub(ARGV[r], 2), prefix)
+  local kind, spent, member, limits = string.match(ARGV[r], '^(%a)(%d+) ([^#]*)#(.*)$')
+  local counters = counters_of(member)
+  local i = 0
+  for limit, reset in string.gmatch(limits, '(%d+) (%d+)') do
+    i = i + 1
+    counters[i].limit = tonumber(limit)
+    counters[i].reset = tonumber(reset)
+  end
   if kind == 's' then
-    for _, c in ipairs(counters) do
-      if redis.call('ZREM', c.holds, id .. ':' .. c.amount) == 1 then redis.call('DECRBY', c.sum, c.amount) end
-      if c.tokens and spent > 0 and redis.call('INCRBY', c.used, spent) == spent then
-        redis.call('PEXPIRE', c.used, ttl(c, now, holdMs))
+    -- Gone from the set: it lapsed and was given back already.
+    if redis.call('ZREM', holds, member) == 1 then
+      for _, c in ipairs(counters) do release(c) end
+    end
+    spent = tonumber(spent)
+    if spent > 0 then
+      for _, c in ipairs(counters) do
+        if c.tokens and redis.call('INCRBY', c.used, spent) == spent then redis.call('PEXPIRE', c.used, ttl(c.reset)) end
       end
     end
   else
+    local keys = {}
+    for j, c in ipairs(counters) do
+      keys[2 * j - 1] = c.used
+      keys[2 * j] = c.sum
+    end
+    local values = redis.call('MGET', unpack(keys))
     local held, refused = {}, 0
-    for i, c in ipairs(counters) do
-      local now_held = redis.call('MGET', c.used, c.sum)
-      held[i] = tonumber(now_held[1] or '0') + tonumber(now_held[2] or '0')
-      if held[i] + c.amount > c.limit then held[i] = held[i] - purge(c, now) end
-      if refused == 0 and held[i] + c.amount > c.limit then refused = i end
+    for j, c in ipairs(counters) do
+      held[j] = tonumber(values[2 * j - 1] or '0') + tonumber(values[2 * j] or '0')
+      if refused == 0 and held[j] + c.amount > c.limit then refused = j end
     end
     if refused > 0 then
       out[#out + 1] = refused
       out[#out + 1] = held[refused]
-      for i = 2, #counters do out[#out + 1] = 0 end
+      for j = 2, #counters do out[#out + 1] = 0 end
     else
       out[#out + 1] = 0
-      for i, c in ipairs(counters) do
-        redis.call('ZADD', c.holds, now + holdMs, id .. ':' .. c.amount)
-        -- A token counter's keys live to the end of its window, from its first hold on; a
+      for j, c in ipairs(counters) do
+        -- A token counter's sum lives to the end of its window, from its first hold on; a
         -- stream counter's as long as a hold can, from its latest.
         if redis.call('INCRBY', c.sum, c.amount) == c.amount or not c.tokens then
-          local life = math.max(ttl(c, now, holdMs), holdMs)
-          redis.call('PEXPIRE', c.holds, life)
-          redis.call('PEXPIRE', c.sum, life)
+          redis.call('PEXPIRE', c.sum, math.max(ttl(c.reset), holdMs))
         end
-        out[#out + 1] = c.limit - held[i] - c.amount
+        out[#out + 1] = c.limit - held[j] - c.amount
       end
+      redis.call('ZADD', holds, now + holdMs, member)
     end
   end
 end
@@ -96,10 +111,13 @@ type Script = (...args: Array<string | number>) => Promise<number[]>
 
 interface Change { spec: string, width: number }
 
+/** A caller's counters as a spec names them: where they are, and their limits. */
+interface CountersSpec { keys: string, limits: string }
+
 export class RedisQuotaStore implements QuotaStore {
   private readonly changes: TickBatch<Change, Reserved | Refused | undefined>
-  /** The counters part of a spec, by counters array (Quotas reuses one per caller and day). */
-  private readonly specs = new WeakMap<Counter[], string>()
+  /** By counters array (Quotas reuses one per caller and day). */
+  private readonly specs = new WeakMap<Counter[], CountersSpec>()
 
   constructor (private readonly redis: Redis, private readonly prefix: string, private readonly holdMs: number) {
     redis.defineCommand('chatgateQuota', { lua: CHANGE, numberOfKeys: 0 })
@@ -111,22 +129,26 @@ export class RedisQuotaStore implements QuotaStore {
         : values[0] === 0 ? { ok: true, remaining: values.slice(1) } : { ok: false, index: values[0]! - 1, held: values[1]! })
   }
 
-  private countersSpec (counters: Counter[]): string {
+  /** A hold or settle as the script takes it; a settle's member must be its hold's, to the byte. */
+  private spec (kind: 'h' | 's', spent: number, id: string, counters: Counter[], tokens: number): string {
     let spec = this.specs.get(counters)
     if (spec === undefined) {
-      spec = counters.map((c) => `${c.key} ${c.limit} ${c.resetsAt ?? 0} ${c.kind === 'tokens' ? 't' : 's'}`).join(' ')
+      spec = {
+        keys: counters.map((c) => `${c.key} ${c.kind === 'tokens' ? 't' : 's'}`).join(' '),
+        limits: counters.map((c) => `${c.limit} ${c.resetsAt ?? 0}`).join(' '),
+      }
       this.specs.set(counters, spec)
     }
-    return spec
+    return `${kind}${spent} ${id} ${tokens}|${spec.keys}#${spec.limits}`
   }
 
   reserve (id: string, counters: Counter[], tokens: number): Promise<Reserved | Refused> {
     // A hold has a width, so its answer is never the settles' undefined.
-    return this.changes.add({ spec: `h${id} ${tokens}|${this.countersSpec(counters)}`, width: 1 + counters.length }) as Promise<Reserved | Refused>
+    return this.changes.add({ spec: this.spec('h', 0, id, counters, tokens), width: 1 + counters.length }) as Promise<Reserved | Refused>
   }
 
   async settle (id: string, counters: Counter[], tokens: number, spent: number): Promise<void> {
-    await this.changes.add({ spec: `s${id} ${tokens} ${spent}|${this.countersSpec(counters)}`, width: 0 })
+    await this.changes.add({ spec: this.spec('s', spent, id, counters, tokens), width: 0 })
   }
 
   async read (counters: Counter[]): Promise<Array<{ used: number, held: number }>> {
