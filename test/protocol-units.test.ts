@@ -5,7 +5,7 @@ import { LineSplitter, SseSplitter, ndjsonFrame, parseJson, sseData, sseFrame } 
 import { fromImageUrl, toBase64Image, toImageUrl } from '../src/protocols/images.js'
 import type { ChatRequest } from '../src/protocols/internal.js'
 import { decodeOllamaChat, decodeOllamaEmbed, decodeOllamaGenerate, encodeOllamaChat, type OllamaChatBody } from '../src/protocols/ollama/request.js'
-import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult, tapOllamaUsage } from '../src/protocols/ollama/response.js'
+import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, plainContentLiteral, readOllamaResult, tapOllamaUsage } from '../src/protocols/ollama/response.js'
 import { decodeOpenAIChat, decodeOpenAIEmbeddings, encodeOpenAIChat, type OpenAIChatBody } from '../src/protocols/openai/request.js'
 import { OpenAIStreamReader, OpenAIStreamWriter, openaiCompletion, openaiStreamError, readOpenAICompletion, upstreamErrorText } from '../src/protocols/openai/response.js'
 
@@ -231,6 +231,34 @@ t.test('OpenAIStreamWriter: role once, reasoning, tool-call indexes across delta
   t.strictSame(only.choices, [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: 'length' }], 'an answer with no delta still carries the role')
   t.ok(empty.endsWith('}\n\ndata: [DONE]\n\n'), 'no usage chunk when not asked')
   t.equal(openaiStreamError(404, 'gone'), 'data: {"error":{"message":"gone","type":"not_found_error","param":null,"code":"not_found"}}\n\n')
+})
+
+t.test('plain answer-text lines of an Ollama stream become OpenAI chunks unparsed, and the same chunks as parsed ones', async (t) => {
+  const line = (content: string, extra = ''): string => `{"model":"llama3.2","created_at":"2023-08-04T08:52:19.385406455-07:00","message":{"role":"assistant","content":${content}${extra}},"done":false}`
+  // Go's encoder writes <, > and & as \u escapes; JSON's other escapes and any UTF-8 text are taken.
+  for (const literal of ['"The"', '"a\\"b\\u003c\\n\\t\\\\ \\/ é 😀"', '""']) {
+    t.equal(plainContentLiteral(line(literal)), literal)
+    t.equal(plainContentLiteral(`${line(literal)}\n`), literal, 'with the newline that ends it')
+    t.equal(plainContentLiteral(`${line(literal)}\r\n`), literal)
+  }
+  const other = [
+    line('"a\\xb"'), // not a JSON escape
+    line('"a\tb"'), // a raw control character
+    line('"a"', ',"thinking":"hm"'),
+    line('"a"', ',"tool_calls":[]'),
+    line('"a"').replace('"done":false', '"done":true'),
+    '{"model":"m","created_at":"x","response":"a","done":false}',
+    line('"a"') + ' ',
+  ]
+  for (const l of other) t.equal(plainContentLiteral(l), undefined, `parsed instead: ${l}`)
+  const fast = new OpenAIStreamWriter('m', false)
+  const parsed = new OpenAIStreamWriter('m', false)
+  const id = (w: OpenAIStreamWriter): string => JSON.parse(w.finish('stop', { promptTokens: 0, completionTokens: 0 }).split('\n\n')[0]!.slice(6)).id as string
+  const rename = (frames: string, from: OpenAIStreamWriter, to: OpenAIStreamWriter): string => frames.replaceAll(id(from), id(to))
+  const texts = ['"Hel"', '""', '"lo \\"you\\""']
+  const viaLiterals = texts.map((l) => fast.contentLiteral(l)).join('')
+  const viaParse = texts.map((l) => parsed.delta({ content: JSON.parse(l) as string })).join('')
+  t.equal(rename(viaLiterals, fast, parsed), viaParse, 'byte for byte, role on the first chunk only, nothing for empty text')
 })
 
 t.test('OpenAIStreamReader: errors, usage, reasoning, tool-call pieces assembled at the finish', async (t) => {

@@ -4,7 +4,7 @@ import type { UpstreamResponse } from '../backends/exchange.js'
 import { GatewayError, type Surface } from '../errors.js'
 import { LineSplitter, SseSplitter, countLines, lastLine, parseJson, sseData } from '../protocols/framing.js'
 import type { ChatRequest, StreamStep } from '../protocols/internal.js'
-import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, readOllamaResult, tapOllamaUsage, type OllamaKind } from '../protocols/ollama/response.js'
+import { OllamaStreamReader, OllamaStreamWriter, ollamaResult, ollamaStreamError, plainContentLiteral, readOllamaResult, tapOllamaUsage, type OllamaKind } from '../protocols/ollama/response.js'
 import { nextCompletion } from '../protocols/biochatter/response.js'
 import { OpenAIStreamReader, OpenAIStreamWriter, openaiCompletion, openaiStreamError, readOpenAICompletion } from '../protocols/openai/response.js'
 import type { ClientStream } from './client-stream.js'
@@ -165,6 +165,8 @@ async function translateStream (d: Delivery): Promise<void> {
   const reader = fromOllama ? new OllamaStreamReader() : new OpenAIStreamReader()
   const model = d.request.model
   const writer = d.surface === 'openai' ? new OpenAIStreamWriter(model, d.request.includeUsage) : new OllamaStreamWriter(model, d.kind, d.startedAt)
+  // Ollama's answer-text lines go into OpenAI chunks as they are, unparsed.
+  const literals = fromOllama && writer instanceof OpenAIStreamWriter ? writer : undefined
   let finished = false
   let pieces = 0
   let pending = ''
@@ -174,6 +176,13 @@ async function translateStream (d: Delivery): Promise<void> {
       if (finished) break
       const text = fromOllama ? frame.toString('utf8') : sseData(frame)
       if (text === undefined || text.trim() === '') continue
+      const literal = literals === undefined ? undefined : plainContentLiteral(text)
+      if (literal !== undefined) {
+        const chunk = literals!.contentLiteral(literal)
+        if (chunk !== '') pieces += 1
+        out += chunk
+        continue
+      }
       const step: StreamStep = reader.read(text)
       if (step.delta !== undefined) {
         pieces += 1

@@ -115,6 +115,17 @@ function readUsage (chunk: OllamaChunk): Usage | undefined {
   return { promptTokens: chunk.prompt_eval_count ?? 0, completionTokens: chunk.eval_count ?? 0 }
 }
 
+// A chat chunk with only answer text, as Ollama writes nearly every line of a stream (field order
+// included), with or without its line end. Its content is taken as the JSON string literal it is,
+// strictly to JSON's grammar: a translation puts it in its own chunk without parsing the line and
+// encoding the text again. Any other line (thinking, tool calls, generate, the last) is parsed.
+const PLAIN_CONTENT = /^\{"model":"[^"\\]*","created_at":"[^"\\]*","message":\{"role":"assistant","content":("(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*")\},"done":false\}\r?\n?$/
+
+/** The content of a plain answer-text chunk as a JSON string literal; undefined for any other line. */
+export function plainContentLiteral (line: string): string | undefined {
+  return PLAIN_CONTENT.exec(line)?.[1]
+}
+
 /** Reads an Ollama NDJSON stream (chat or generate) into internal steps. */
 export class OllamaStreamReader {
   finishReason: FinishReason = 'stop'

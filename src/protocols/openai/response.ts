@@ -64,6 +64,14 @@ export class OpenAIStreamWriter {
     return this.chunk({ role: 'assistant', ...delta }, null)
   }
 
+  /** A chunk of answer text given as a JSON string literal (see plainContentLiteral); '' for empty text. */
+  contentLiteral (literal: string): string {
+    if (literal === '""') return ''
+    if (this.roleSent) return `${this.head}"choices":[{"index":0,"delta":{"content":${literal}},"finish_reason":null}]}\n\n`
+    this.roleSent = true
+    return `${this.head}"choices":[{"index":0,"delta":{"role":"assistant","content":${literal}},"finish_reason":null}]}\n\n`
+  }
+
   finish (reason: FinishReason, usage: Usage): string {
     const finishReason = this.toolCallCount > 0 ? 'tool_calls' : reason
     let out = this.chunk(this.roleSent ? {} : { role: 'assistant', content: '' }, finishReason)
