@@ -87,6 +87,7 @@ async function passNdjson (d: Delivery): Promise<void> {
   let done = false
   let failed = false
   let pieces = 0
+  let usage
   const reader = new OllamaStreamReader()
   const splitter = new LineSplitter()
   const pending: Buffer[] = []
@@ -100,7 +101,11 @@ async function passNdjson (d: Delivery): Promise<void> {
       // The done line and an error line both end the stream, so only the last line can be one.
       const last = lastLine(lines)
       if (last.includes('"done":true') || last.includes('"error"')) {
-        const step = reader.read(last.toString('utf8'))
+        const text = last.toString('utf8')
+        // The usual done line: its counts are read off it, as from a whole answer.
+        const tapped = last.includes('"error"') ? undefined : tapOllamaUsage(text)
+        const step = tapped === undefined ? reader.read(text) : { done: true }
+        usage = tapped ?? reader.usage
         if (step.error !== undefined && last.length === lines.length) refuseBeforeContent(d, step.error)
         done ||= step.done === true
         failed ||= step.error !== undefined
@@ -115,7 +120,7 @@ async function passNdjson (d: Delivery): Promise<void> {
     if (err instanceof UpstreamRefusal) throw err
     await upstreamFailed(d, err)
   }
-  if (done) usageOrEstimate(reader.usage, d.request, pieces, d.record)
+  if (done) usageOrEstimate(usage, d.request, pieces, d.record)
   if (!done) d.record.streamFailed = true
   finish(d, pending, done || failed ? '' : ollamaStreamError(TRUNCATED))
 }
