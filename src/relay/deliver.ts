@@ -100,10 +100,11 @@ async function passNdjson (d: Delivery): Promise<void> {
       pieces += countLines(lines)
       // The done line and an error line both end the stream, so only the last line can be one.
       const last = lastLine(lines)
-      if (last.includes('"done":true') || last.includes('"error"')) {
+      const mentionsError = last.includes('"error"')
+      if (mentionsError || last.includes('"done":true')) {
         const text = last.toString('utf8')
         // The usual done line: its counts are read off it, as from a whole answer.
-        const tapped = last.includes('"error"') ? undefined : tapOllamaUsage(text)
+        const tapped = mentionsError ? undefined : tapOllamaUsage(text)
         const step = tapped === undefined ? reader.read(text) : { done: true }
         usage = tapped ?? reader.usage
         if (step.error !== undefined && last.length === lines.length) refuseBeforeContent(d, step.error)
@@ -182,8 +183,8 @@ async function translateStream (d: Delivery): Promise<void> {
       const text = fromOllama ? frame.toString('utf8') : sseData(frame)
       if (text === undefined || text.trim() === '') continue
       const literal = literals === undefined ? undefined : plainContentLiteral(text)
-      if (literal !== undefined) {
-        const chunk = literals!.contentLiteral(literal)
+      if (literals !== undefined && literal !== undefined) {
+        const chunk = literals.contentLiteral(literal)
         if (chunk !== '') pieces += 1
         out += chunk
         continue

@@ -174,9 +174,9 @@ function integerAfter (text: string, key: string, from: number): number | undefi
 
 /**
  * The usage of an Ollama answer that passes through (a whole answer, or a stream's done line),
- * read without parsing it. Go writes compact JSON with the counts after `"done":true`, and inside a JSON string
- * every quote is escaped, so `,"done":true` is a key of the answer, not text in it. Anything else
- * (another server's spacing, no counts) is undefined: the caller parses the answer instead.
+ * read without parsing it. Go writes compact JSON with the counts after `"done":true`, and inside
+ * a JSON string every quote is escaped, so `,"done":true` is a key of the answer, not text in it.
+ * Anything else (another server's spacing, no counts) is undefined: the caller parses the answer.
  */
 export function tapOllamaUsage (text: string): Usage | undefined {
   const done = text.lastIndexOf(',"done":true')

@@ -47,7 +47,12 @@ export class OpenAIStreamWriter {
   }
 
   private chunk (delta: object, finishReason: FinishReason | null): string {
-    return `${this.head}"choices":[{"index":0,"delta":${JSON.stringify(delta)},"finish_reason":${finishReason === null ? 'null' : `"${finishReason}"`}}]}\n\n`
+    return this.chunkOf(JSON.stringify(delta), finishReason)
+  }
+
+  /** A chunk around a delta already in JSON. */
+  private chunkOf (deltaJson: string, finishReason: FinishReason | null): string {
+    return `${this.head}"choices":[{"index":0,"delta":${deltaJson},"finish_reason":${finishReason === null ? 'null' : `"${finishReason}"`}}]}\n\n`
   }
 
   delta (d: ChatDelta): string {
@@ -67,9 +72,9 @@ export class OpenAIStreamWriter {
   /** A chunk of answer text given as a JSON string literal (see plainContentLiteral); '' for empty text. */
   contentLiteral (literal: string): string {
     if (literal === '""') return ''
-    if (this.roleSent) return `${this.head}"choices":[{"index":0,"delta":{"content":${literal}},"finish_reason":null}]}\n\n`
+    if (this.roleSent) return this.chunkOf(`{"content":${literal}}`, null)
     this.roleSent = true
-    return `${this.head}"choices":[{"index":0,"delta":{"role":"assistant","content":${literal}},"finish_reason":null}]}\n\n`
+    return this.chunkOf(`{"role":"assistant","content":${literal}}`, null)
   }
 
   finish (reason: FinishReason, usage: Usage): string {
