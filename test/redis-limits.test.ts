@@ -48,6 +48,14 @@ t.test('two replicas share one requests-per-minute limit', async (t) => {
   t.equal((await fetch(`${b.url}/v1/models`, { headers: b.auth('user', 'bob') })).status, 200, "bob's count is his own")
 })
 
+t.test('requests arriving together are counted one by one, exactly, on each replica', async (t) => {
+  const { a, b } = await replicas(t, { requestsPerMinute: { user: 7 } })
+  const alice = a.auth('user', 'alice')
+  const answers = await Promise.all([a, a, a, a, b, b, b, b, b].map((gw) => fetch(`${gw.url}/v1/models`, { headers: alice })))
+  t.same(answers.map((r) => r.status).sort(), [200, 200, 200, 200, 200, 200, 200, 429, 429])
+  t.same(answers.filter((r) => r.status === 200).map((r) => r.headers.get('x-ratelimit-remaining')).sort(), ['0', '1', '2', '3', '4', '5', '6'])
+})
+
 t.test('two replicas share one token quota, exact under 100 concurrent streams split between them', async (t) => {
   const { a, b, o, redis } = await replicas(t, { tokensPerDay: { user: 500 } })
   const alice = a.auth('user', 'alice')
@@ -58,7 +66,7 @@ t.test('two replicas share one token quota, exact under 100 concurrent streams s
   const day = new Date().toISOString().slice(0, 10)
   const client = redis.client()
   t.equal(await client.get(`chatgate:q:t:u:alice:d:${day}`), '250')
-  t.equal(await client.get(`chatgate:q:t:u:alice:d:${day}:s`), '0')
+  t.equal(await client.get(`chatgate:q:t:u:alice:d:${day}:s`), null, 'nothing held: the sum is gone')
   t.equal(await client.zcard('chatgate:q:holds'), 0)
   const next = await chat(b, alice, { maxTokens: 9 })
   t.equal(next.headers.get('x-ratelimit-remaining-tokens'), '240')
@@ -149,6 +157,44 @@ t.test('a lapsed hold is given back by the next call to Redis, also on a stream 
   t.match(await store.reserve('next', [tokens, streams], 5), { ok: true, remaining: [95, 1] }, 'far from any limit, the lapsed hold no longer counts')
   t.same(await store.read([tokens, streams]), [{ used: 0, held: 5 }, { used: 0, held: 1 }], 'the expired stream sum did not come back negative')
   t.equal(await client.zcard('lapse2:q:holds'), 1, 'only the live hold is left')
+})
+
+t.test('the holds and settles of one call to Redis are checked in their order, and each key is written once', async (t) => {
+  const redis = await startRedis(t)
+  const client = redis.client()
+  const store = new RedisQuotaStore(client, 'batch:', 60_000)
+  const day: Counter = { key: 't:u:zoe:d:x', kind: 'tokens', limit: 10, resetsAt: Date.now() + 60_000, label: 'zoe tokens' }
+  const chats: Counter = { key: 'c:u:zoe', kind: 'streams', limit: 4, label: 'zoe chats' }
+  const counters = [day, chats]
+  await client.config('RESETSTAT')
+  // Asked in one turn of the event loop: one call.
+  t.same(await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => store.reserve(id, counters, 3))), [
+    { ok: true, remaining: [7, 3] },
+    { ok: true, remaining: [4, 2] },
+    { ok: true, remaining: [1, 1] },
+    { ok: false, index: 0, held: 9 },
+    { ok: false, index: 0, held: 9 },
+  ], 'three holds of 3 fit in 10 tokens, the next two do not')
+  const [, , f, g] = await Promise.all([store.settle('a', counters, 3, 2), store.settle('b', counters, 3, 0), store.reserve('f', counters, 5), store.reserve('g', counters, 3)])
+  t.same([f, g], [{ ok: true, remaining: [0, 2] }, { ok: false, index: 0, held: 10 }], 'holds see the settles before them: 2 used, 3 and 5 held')
+  t.same(await store.read(counters), [{ used: 2, held: 8 }, { used: 0, held: 2 }])
+  t.match(await client.info('commandstats'), /cmdstat_set:calls=5,/, 'the sums once per call, the used tokens once')
+  t.ok(await client.pttl('batch:q:t:u:zoe:d:x') > 86_400_000, 'used tokens live a day past their window')
+  const chatsLeft = await client.pttl('batch:q:c:u:zoe:s')
+  t.ok(chatsLeft > 0 && chatsLeft <= 60_000, 'running chats live as long as a hold')
+  t.equal(await client.zcard('batch:q:holds'), 2)
+})
+
+t.test('a call to Redis with thousands of requests goes through in parts', async (t) => {
+  const redis = await startRedis(t)
+  const store = new RedisQuotaStore(redis.client(), 'many:', 60_000)
+  const day: Counter = { key: 't:u:zoe:d:x', kind: 'tokens', limit: 10_000, resetsAt: Date.now() + 60_000, label: 'zoe tokens' }
+  const ids = Array.from({ length: 12_000 }, (_, i) => `r${i}`)
+  const held = await Promise.all(ids.map((id) => store.reserve(id, [day], 1)))
+  t.equal(held.filter((h) => h.ok).length, 10_000, 'exactly as many holds as the limit has room for')
+  await Promise.all(ids.slice(0, 10_000).map((id) => store.settle(id, [day], 1, 1)))
+  t.same(await store.read([day]), [{ used: 10_000, held: 0 }])
+  t.equal(await redis.client().zcard('many:q:holds'), 0)
 })
 
 t.test('a gateway closing while a finished chat still settles its hold in Redis waits for it, and records the chat', async (t) => {
