@@ -63,24 +63,15 @@ export async function connectRedis (config: RedisConfig, log: FastifyBaseLogger)
 }
 
 // One INCR a key, the window's expiry set by its first request: what @fastify/rate-limit's own
-// Redis store does (without its backoff options, unused here), for many keys in one call. A key
-// that several of the call's requests count is counted up once, each request getting its number.
+// Redis store does (without its backoff options, unused here), for many keys in one call.
 const INCR = `
-local counts, numbers, ttls, out = {}, {}, {}, {}
-for i = 1, #KEYS do counts[KEYS[i]] = (counts[KEYS[i]] or 0) + 1 end
+local out = {}
 for i = 1, #KEYS do
-  local key = KEYS[i]
-  if numbers[key] == nil then
-    local n = counts[key]
-    local current = redis.call('INCRBY', key, n)
-    local ttl = tonumber(ARGV[i])
-    if current == n then redis.call('PEXPIRE', key, ttl) else ttl = redis.call('PTTL', key) end
-    numbers[key] = current - n
-    ttls[key] = ttl
-  end
-  numbers[key] = numbers[key] + 1
-  out[2 * i - 1] = numbers[key]
-  out[2 * i] = ttls[key]
+  local current = redis.call('INCR', KEYS[i])
+  local ttl = tonumber(ARGV[i])
+  if current == 1 then redis.call('PEXPIRE', KEYS[i], ttl) else ttl = redis.call('PTTL', KEYS[i]) end
+  out[2*i - 1] = current
+  out[2*i] = ttl
 end
 return out
 `
