@@ -113,6 +113,23 @@ t.test('Redis unreachable with onError: closed — limited requests are refused 
   t.equal(after.headers.get('x-ratelimit-remaining-tokens'), String(1000 - 5 - 10), 'counting again: the restarted Redis kept nothing, the first request after it spent 5')
 })
 
+t.test('Redis answering a limits command with an error is refused as onError says and logged as such, not as an outage', async (t) => {
+  const { a, redis, logs } = await replicas(t, { tokensPerDay: { user: 1000 } })
+  const alice = a.auth('user', 'alice')
+  t.equal((await chat(a, alice, { maxTokens: 9 })).status, 200)
+  // Something else wrote a string where the holds live: every quota call now fails in Redis.
+  const client = redis.client()
+  await client.set('chatgate:q:holds', 'not a sorted set')
+  const refused = await chat(a, alice, { path: '/api/chat', maxTokens: 9 })
+  t.equal(refused.status, 503)
+  t.same(refused.json(), { error: 'limits store (Redis) failed: request refused' })
+  t.match(logs(), /"message":"WRONGTYPE[^"]*".*"msg":"Redis answered a limits command with an error: limited requests are refused \(store\.redis\.onError: closed\)"/)
+  t.notMatch(logs(), /Redis unreachable/)
+  await client.del('chatgate:q:holds')
+  t.equal((await chat(a, alice, { maxTokens: 9 })).status, 200, 'served again once the key is gone')
+  t.notMatch(logs(), /reachable again/, 'Redis was never away')
+})
+
 t.test('Redis unreachable with onError: open — requests go through unlimited, and the log says so', async (t) => {
   const { a, redis, logs } = await replicas(t, { requestsPerMinute: { user: 1 }, tokensPerDay: { user: 10 } }, 'open')
   const alice = a.auth('user', 'alice')

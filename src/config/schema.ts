@@ -124,7 +124,7 @@ export const RedisSchema = Type.Object({
   url: Type.String({ pattern: '^(rediss?|unix)://', description: 'redis://[:password@]host:port[/db]; rediss:// for TLS; unix:///path/to/redis.sock' }),
   keyPrefix: Type.String({ default: 'chatgate:', description: 'Prefix of every key ChatGate writes' }),
   onError: Type.Union([Type.Literal('closed'), Type.Literal('open')], {
-    default: 'closed', description: 'Redis unreachable: closed refuses limited requests (503), open lets them through unlimited',
+    default: 'closed', description: 'Redis unreachable or answering with an error: closed refuses limited requests (503), open lets them through unlimited',
   }),
   connectTimeoutMs: Ms(2000, 'Connect timeout; commands fail at once while disconnected'),
 }, { additionalProperties: false, description: 'Limits, reservations and counters shared by several ChatGate replicas' })

@@ -1,4 +1,4 @@
-import { Redis } from 'ioredis'
+import { Redis, ReplyError } from 'ioredis'
 import type { FastifyBaseLogger } from 'fastify'
 import type { FastifyRateLimitStore, FastifyRateLimitStoreCtor } from '@fastify/rate-limit'
 import type { RedisConfig } from '../config/schema.js'
@@ -30,17 +30,24 @@ export async function connectRedis (config: RedisConfig, log: FastifyBaseLogger)
   // unix:///run/redis/redis.sock: a socket on this host.
   const client = config.url.startsWith('unix://') ? new Redis({ ...options, path: config.url.slice('unix://'.length) }) : new Redis(config.url, options)
   let lastWarning = 0
+  let unreachable = false
+  // Redis answering with an error (a key of the wrong type under keyPrefix, a Redis too old for
+  // a command) is no outage: the log says which, so that an admin looks in the right place.
+  const answeredWithError = (err: unknown): boolean => err instanceof ReplyError
   const warn = (err: unknown): void => {
+    const answered = answeredWithError(err)
+    if (!answered) unreachable = true
     const now = Date.now()
     if (now - lastWarning < WARN_EVERY_MS) return
     lastWarning = now
     const effect = config.onError === 'closed' ? 'limited requests are refused (store.redis.onError: closed)' : 'limits are NOT enforced (store.redis.onError: open)'
-    log.error({ err: { message: (err as Error).message } }, `Redis unreachable: ${effect}`)
+    log.error({ err: { message: (err as Error).message } }, `${answered ? 'Redis answered a limits command with an error' : 'Redis unreachable'}: ${effect}`)
   }
   // ioredis reconnects by itself; each failed attempt is an 'error' event.
   client.on('error', warn)
   client.on('ready', () => {
-    if (lastWarning !== 0) log.info('Redis reachable again: limits enforced')
+    if (unreachable) log.info('Redis reachable again: limits enforced')
+    unreachable = false
     lastWarning = 0
   })
   try {
@@ -54,7 +61,8 @@ export async function connectRedis (config: RedisConfig, log: FastifyBaseLogger)
     config,
     failed: (err) => {
       warn(err)
-      return config.onError === 'closed' ? new GatewayError(503, 'limits store (Redis) unreachable: request refused', 'limits_unavailable', 1) : undefined
+      if (config.onError === 'open') return undefined
+      return new GatewayError(503, `limits store (Redis) ${answeredWithError(err) ? 'failed' : 'unreachable'}: request refused`, 'limits_unavailable', 1)
     },
     close: async () => {
       client.disconnect()
