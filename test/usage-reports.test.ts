@@ -4,6 +4,7 @@ import t from 'tap'
 import type { UsageRecord } from '../src/usage/usage-log.js'
 import type { Gateway } from './helpers/gateway.js'
 import { asCsv, get, parseCsv, setup } from './helpers/usage.js'
+import { toCsv } from '../src/usage/csv.js'
 
 /** Records at known times (the report routes flush them), to test periods, groups and CSV. */
 function seed (gw: Gateway): UsageRecord[] {
@@ -75,6 +76,22 @@ t.test('periods, filters and groupings; CSV parsed back equals the JSON', async 
   const recordColumns = ['id', 'time', 'user', 'role', 'key', 'model', 'backend', 'endpoint', 'promptTokens', 'completionTokens', 'totalTokens', 'estimated', 'durationMs', 'ttftMs', 'status']
   t.same(parseCsv(recordsCsv.text), asCsv(recordColumns, every.json.records))
   t.equal((await get(gw, '/admin/usage/records?user=nobody&format=csv', admin)).text, `${recordColumns.join(',')}\r\n`, 'no records: the header alone')
+})
+
+t.test('CSV fields that a spreadsheet would run as a formula are written as text; numbers stay numbers', async (t) => {
+  const { gw } = await setup(t)
+  const base = { role: 'user' as const, endpoint: '/api/chat', estimated: false, backend: 'b1', durationMs: 10, status: 200 }
+  gw.app.gateway.usage.record({ ...base, ts: Date.parse('2025-06-01T00:00:00Z'), user: '@mallory', model: '=HYPERLINK("http://evil.example","open")', promptTokens: 1, completionTokens: 1 })
+  gw.app.gateway.usage.record({ ...base, ts: Date.parse('2025-06-01T00:00:01Z'), user: 'eve', model: '+cmd|calc', promptTokens: 2, completionTokens: 2 })
+  gw.app.gateway.usage.record({ ...base, ts: Date.parse('2025-06-01T00:00:02Z'), user: '-eve', model: 'llama3.1:8b', promptTokens: 3, completionTokens: 3 })
+  const csv = (await get(gw, '/admin/usage?groupBy=user,model&format=csv', gw.auth('admin'))).text
+  t.same(parseCsv(csv).slice(1).map((row) => row.slice(0, 3)), [
+    ["'-eve", 'llama3.1:8b', '1'],
+    ["'@mallory", '\'=HYPERLINK("http://evil.example","open")', '1'],
+    ['eve', "'+cmd|calc", '1'],
+  ])
+  t.ok(csv.includes(`"'=HYPERLINK(""http://evil.example"",""open"")"`), 'quoted as RFC 4180 has it, after the apostrophe')
+  t.equal(toCsv(['n', 's'], [{ n: -5, s: '-5' }, { n: 0, s: '\tx' }]), "n,s\r\n-5,'-5\r\n0,'\tx\r\n", 'a negative number is a number; text is text')
 })
 
 t.test('bad query parameters: 400 naming the parameter', async (t) => {
