@@ -3,6 +3,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { ProxyRoute } from '../config/proxy-schema.js'
 import { GatewayError, openaiErrorBody } from '../errors.js'
 import { tooLarge, wasCutOff } from './body.js'
+import { escapeHtml } from '../html.js'
 
 // Browsers hit proxied routes: what goes wrong there (no credential, app down, app too slow, upload
 // too large) comes as a small HTML page, or as the gateway's JSON error for callers that ask for
@@ -39,9 +40,6 @@ export function prefersJson (accept: string | undefined): boolean {
   const [htmlQ, htmlSpecificity] = acceptance(accept, 'text/html')
   return jsonQ > htmlQ || (jsonQ === htmlQ && jsonQ > 0 && jsonSpecificity > htmlSpecificity)
 }
-
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }
-const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => ESCAPES[c]!)
 
 /** A page that says what failed in one sentence. */
 export function errorPage (status: number, message: string): string {
