@@ -2,9 +2,9 @@
 // only when it holds a comma, a quote or a line break. Absent values are empty fields.
 
 // Text that begins like a formula (= + - @, or a tab or carriage return) is run as one by the
-// spreadsheet an admin opens the file in, and user names and requested models are the callers'
-// own text: such a field gets a leading apostrophe, which spreadsheets show as plain text.
-// Numbers (negative ones too) stay as they are.
+// spreadsheet an admin opens the file in, and names in it are not all the admin's own (users
+// from an identity provider, models from backends): such a field gets a leading apostrophe,
+// which spreadsheets show as plain text. Numbers (negative ones too) stay as they are.
 const FORMULA_START = /^[=+\-@\t\r]/
 
 function field (value: unknown): string {
