@@ -9,6 +9,7 @@ import { OllamaEmulator } from './emulators/ollama.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
 import { chat, gate, hundredStreams, until } from './helpers/limits.js'
 import { startRedis, type TestRedis } from './helpers/redis.js'
+import type { Redis } from 'ioredis'
 import { RedisQuotaStore } from '../src/usage/quota-redis.js'
 import type { Counter } from '../src/usage/quota-counters.js'
 
@@ -141,10 +142,14 @@ t.test('Redis unreachable with onError: open — requests go through unlimited, 
   t.equal((await fetch(`${a.url}/v1/me/limits`, { headers: alice })).status, 503, 'the quota view cannot be read without Redis')
 })
 
+/** A quota store on a fresh Redis, with a plain client for looking at what it wrote. */
+async function quotaStore (t: Test, prefix: string, holdMs: number): Promise<{ client: Redis, store: RedisQuotaStore }> {
+  const client = (await startRedis(t)).client()
+  return { client, store: new RedisQuotaStore(client, prefix, holdMs) }
+}
+
 t.test('holds of a replica that died lapse instead of blocking the quota', async (t) => {
-  const redis = await startRedis(t)
-  const client = redis.client()
-  const store = new RedisQuotaStore(client, 'lapse:', 50)
+  const { client, store } = await quotaStore(t, 'lapse:', 50)
   const counter: Counter = { key: 't:u:zoe:d:x', kind: 'tokens', limit: 10, resetsAt: Date.now() + 60_000, label: 'zoe' }
   t.match(await store.reserve('dead-replica-hold', [counter], 10), { ok: true, remaining: [0] })
   t.match(await store.reserve('second', [counter], 1), { ok: false, index: 0, held: 10 })
@@ -159,9 +164,7 @@ t.test('holds of a replica that died lapse instead of blocking the quota', async
 })
 
 t.test('a lapsed hold is given back by the next call to Redis, also on a stream counter whose sum expired with it', async (t) => {
-  const redis = await startRedis(t)
-  const client = redis.client()
-  const store = new RedisQuotaStore(client, 'lapse2:', 50)
+  const { client, store } = await quotaStore(t, 'lapse2:', 50)
   const tokens: Counter = { key: 't:u:zoe:d:x', kind: 'tokens', limit: 100, resetsAt: Date.now() + 60_000, label: 'zoe tokens' }
   const streams: Counter = { key: 'c:u:zoe', kind: 'streams', limit: 2, label: 'zoe chats' }
   t.match(await store.reserve('dead-replica-hold', [tokens, streams], 10), { ok: true, remaining: [90, 1] })
@@ -177,9 +180,7 @@ t.test('a lapsed hold is given back by the next call to Redis, also on a stream 
 })
 
 t.test('the holds and settles of one call to Redis are checked in their order', async (t) => {
-  const redis = await startRedis(t)
-  const client = redis.client()
-  const store = new RedisQuotaStore(client, 'batch:', 60_000)
+  const { client, store } = await quotaStore(t, 'batch:', 60_000)
   const day: Counter = { key: 't:u:zoe:d:x', kind: 'tokens', limit: 10, resetsAt: Date.now() + 60_000, label: 'zoe tokens' }
   const chats: Counter = { key: 'c:u:zoe', kind: 'streams', limit: 4, label: 'zoe chats' }
   const counters = [day, chats]
@@ -201,15 +202,14 @@ t.test('the holds and settles of one call to Redis are checked in their order', 
 })
 
 t.test('a call to Redis with thousands of requests holds exactly the room there is', async (t) => {
-  const redis = await startRedis(t)
-  const store = new RedisQuotaStore(redis.client(), 'many:', 60_000)
+  const { client, store } = await quotaStore(t, 'many:', 60_000)
   const day: Counter = { key: 't:u:zoe:d:x', kind: 'tokens', limit: 10_000, resetsAt: Date.now() + 60_000, label: 'zoe tokens' }
   const ids = Array.from({ length: 12_000 }, (_, i) => `r${i}`)
   const held = await Promise.all(ids.map((id) => store.reserve(id, [day], 1)))
   t.equal(held.filter((h) => h.ok).length, 10_000, 'exactly as many holds as the limit has room for')
   await Promise.all(ids.slice(0, 10_000).map((id) => store.settle(id, [day], 1, 1)))
   t.same(await store.read([day]), [{ used: 10_000, held: 0 }])
-  t.equal(await redis.client().zcard('many:q:holds'), 0)
+  t.equal(await client.zcard('many:q:holds'), 0)
 })
 
 t.test('a gateway closing while a finished chat still settles its hold in Redis waits for it, and records the chat', async (t) => {
