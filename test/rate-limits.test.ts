@@ -74,6 +74,21 @@ t.test('x-ratelimit-* headers on every authenticated answer, errors included', a
   t.ok(answers.every((a) => a.headers.get('x-ratelimit-limit') === '100' && a.headers.get('x-ratelimit-reset') !== null))
 })
 
+t.test('per-client limits (login): an IPv6 client counted by its /64, an IPv4-mapped address as the IPv4 one', async (t) => {
+  const o = await OllamaEmulator.start()
+  t.teardown(() => o.close())
+  // Behind a proxy, so that each attempt can come from the address the test names.
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], { server: { trustProxy: true }, auth: { loginPerMinute: 2 } })
+  const login = async (from: string): Promise<number> => (await fetch(`${gw.url}/auth/login`, {
+    method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': from }, body: JSON.stringify({ username: 'nobody', password: 'guess' }),
+  })).status
+  t.same([await login('2001:db8:1:2::1'), await login('2001:db8:1:2::2'), await login('2001:db8:1:2:ffff:ffff:ffff:ffff')], [401, 401, 429],
+    'every address of one /64 draws on one allowance')
+  t.equal(await login('2001:db8:1:3::1'), 401, 'the next /64 has its own')
+  t.same([await login('192.0.2.7'), await login('::ffff:192.0.2.7'), await login('192.0.2.7')], [401, 401, 429], 'IPv4 and its IPv4-mapped form count as one')
+  t.equal(await login('192.0.2.8'), 401, 'another IPv4 address has its own')
+})
+
 t.test('malformed limits in the config are refused, each by its path', async (t) => {
   let problems: string[] = []
   try {

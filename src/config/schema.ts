@@ -39,7 +39,7 @@ export const JwtSchema = Type.Object({
 export const AuthSchema = Type.Object({
   jwt: JwtSchema,
   users: Type.Array(UserSchema, { default: [] }),
-  loginPerMinute: Type.Integer({ minimum: 1, default: 10, description: 'Login attempts per client IP per minute' }),
+  loginPerMinute: Type.Integer({ minimum: 1, default: 10, description: 'Login attempts per client IP per minute (an IPv6 client counts by its /64)' }),
   refreshTokenTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '30d', description: 'a duration like 30d (s, m, h, d): the lifetime of refresh tokens from /auth/login, started again by each /auth/refresh' }),
   browserSessionTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '12h', description: 'How long a browser stays signed in on the login page (the session cookie of auth: login proxy routes)' }),
   signIn: SignInSchema,

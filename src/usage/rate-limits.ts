@@ -1,4 +1,4 @@
-import rateLimit, { type RateLimitOptions } from '@fastify/rate-limit'
+import rateLimit, { normalizeIP, type RateLimitOptions } from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify'
 import type { Principal } from '../auth/jwt.js'
 import type { Config } from '../config/schema.js'
@@ -31,14 +31,16 @@ function rateLimited (message: string, retryAfterSeconds: number): GatewayError 
 /**
  * A route's own limit per client address (login, refresh, sign-in). Counted before the body is
  * even parsed: every attempt costs, well-formed or not. The answer is built here: these callers
- * have no principal for the global limit's message to name.
+ * have no principal for the global limit's message to name. An IPv6 client is counted by its /64
+ * (one subscriber's network: otherwise each of its 2^64 addresses would bring a fresh allowance
+ * of password guesses), an IPv4-mapped address (::ffff:a.b.c.d) as the IPv4 address.
  */
 export function perClientIp (max: number, bucket: string): RateLimitOptions {
   return {
     hook: 'onRequest',
     max,
     timeWindow: WINDOW_MS,
-    keyGenerator: (request) => `${bucket}:${request.ip}`,
+    keyGenerator: (request) => `${bucket}:${normalizeIP(request.ip)}`,
     errorResponseBuilder: (_request, context) => rateLimited(
       `rate limit exceeded: ${context.max} ${bucket} attempts per minute from this client; retry in ${context.after}`, Math.ceil(context.ttl / 1000)),
   }
