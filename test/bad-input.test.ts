@@ -69,3 +69,27 @@ t.test('bad input never reaches a backend', async (t) => {
   t.equal(ok.status, 200, 'the gateway still serves after all of that')
   t.equal(ok.body.choices[0].message.content, 'Hello from llama3.2:latest!')
 })
+
+t.test('JSON nested deeper than re-encoding can go: 400 when it must be translated, passed on as sent otherwise', async (t) => {
+  const ollama = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
+  t.teardown(() => ollama.close())
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: ollama.url }], { server: { bodyLimit: 1024 * 1024 } })
+  const deep = '['.repeat(20_000) + ']'.repeat(20_000)
+  const chats = (): number => ollama.requests.filter((r) => r.path === '/api/chat').length
+  const before = chats()
+  const translated = await fetch(`${gw.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { ...gw.auth(), 'content-type': 'application/json' },
+    body: `{"model":"llama3.2","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","x":${deep}}}}]}`,
+  })
+  t.equal(translated.status, 400)
+  t.match(await translated.json(), { error: { type: 'invalid_request_error', code: 'invalid_request', message: /nested too deeply/ } }, 'in the caller\'s protocol, not a 502')
+  t.equal(chats(), before, 'nothing reached the backend')
+  const passedOn = await fetch(`${gw.url}/api/chat`, {
+    method: 'POST',
+    headers: { ...gw.auth(), 'content-type': 'application/json' },
+    body: `{"model":"llama3.2:latest","stream":false,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","x":${deep}}}}]}`,
+  })
+  t.equal(passedOn.status, 200, 'the same protocol: the text goes on as sent, the backend judges it')
+  t.equal(chats(), before + 1)
+})

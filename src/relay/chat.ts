@@ -43,10 +43,23 @@ function upstreamCall (job: ChatJob, backend: Backend, upstreamModel: string): {
   return { path, body: JSON.stringify({ ...job.body, model: upstreamModel, stream_options: streamOptions }) }
 }
 
+/**
+ * upstreamCall, with JSON nested deeper than re-encoding can go (JSON.stringify recurses: a few
+ * thousand levels, which parsing the body allowed) answered as the caller's error, not a 502.
+ */
+function encodedFor (job: ChatJob, backend: Backend, upstreamModel: string): { path: string, body: string } {
+  try {
+    return upstreamCall(job, backend, upstreamModel)
+  } catch (err) {
+    if (err instanceof RangeError) throw new GatewayError(400, 'the request\'s JSON is nested too deeply to be sent on to a backend', 'invalid_request')
+    throw err
+  }
+}
+
 /** Sends the chat to one leased backend and streams its answer to the client. */
 async function attempt (job: ChatJob, lease: Lease, client: ClientStream, reply: FastifyReply, record: ChatRecord, startedAt: number): Promise<void> {
   const backend = lease.backend
-  const { path, body } = upstreamCall(job, backend, lease.entry.upstream)
+  const { path, body } = encodedFor(job, backend, lease.entry.upstream)
   let res
   try {
     res = await backend.post(path, body, client.signal)
