@@ -71,6 +71,20 @@ export interface AppOptions {
   configFile?: string
 }
 
+/** How often Node checks requests against the timeout: a quarter of it, between 50 ms and Node's 30 s. */
+const checkingInterval = (timeoutMs: number): number => Math.min(30_000, Math.max(50, Math.floor(timeoutMs / 4)))
+
+/**
+ * The time a client has to send a whole request (HTTP/1.1, plain or over TLS). Fastify sets none
+ * on HTTP (0) and leaves Node's 300 s on HTTPS; Node keeps to it only while the time for the
+ * headers alone is no longer.
+ */
+function limitRequestTime (server: FastifyInstance['server'], timeoutMs: number): void {
+  const limits = server as unknown as { requestTimeout: number, headersTimeout: number }
+  limits.requestTimeout = timeoutMs
+  if (timeoutMs > 0) limits.headersTimeout = Math.min(60_000, timeoutMs)
+}
+
 /** Builds the whole gateway from a validated config. Tests build exactly this. */
 export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const ownLog = options.logStream === undefined ? logDestination() : undefined
@@ -83,6 +97,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     // One line per request comes from logging.ts instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.server.bodyLimit,
+    // How often Node looks for requests past server.requestTimeoutMs (HTTP; HTTPS keeps Node's 30 s).
+    http: { connectionsCheckingInterval: checkingInterval(config.server.requestTimeoutMs) },
     trustProxy: config.server.trustProxy,
     // Keep the body as the client sent it (pass-through) and reject wrong types instead of coercing.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
@@ -91,6 +107,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     ...(config.auth.pathKeys && { rewriteUrl: (req: IncomingMessage) => takePathKey(req) }),
   })
 
+  limitRequestTime(app.server, config.server.requestTimeoutMs)
   const pool = new Pool(config)
   const db = openDatabase(config.store.dir)
   const usage = new UsageLog(db, config.store.usageFlushMs, { log: app.log })

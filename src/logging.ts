@@ -95,6 +95,11 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
   app.decorateRequest('refusedWith', undefined)
   app.decorateRequest('refusedBy', undefined)
   app.decorateRequest('receivedAt', 0)
+  // Connections Node cut off with a 408 (server.requestTimeoutMs): their request did not end by the client's choice.
+  const timedOut = new WeakSet<object>()
+  app.server.on('clientError', (err: NodeJS.ErrnoException, socket: object) => {
+    if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') timedOut.add(socket)
+  })
   // Callback-style hooks: an async hook costs Fastify a promise and extra ticks per request.
   app.addHook('onRequest', (request, reply, done) => {
     request.receivedAt = performance.now()
@@ -105,7 +110,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
       // Built flat, without spreads: this runs for every request.
       // A proxied WebSocket (reply-from hijacked the reply, no HTTP response) ends with its socket.
       const upgraded = !finished && reply.sent && !res.headersSent && request.headers.upgrade !== undefined
-      const status = finished ? request.refusedWith ?? res.statusCode : upgraded ? 101 : 499
+      const status = finished ? request.refusedWith ?? res.statusCode : upgraded ? 101 : timedOut.has(request.raw.socket) ? 408 : 499
       const line: Record<string, unknown> = {
         method: request.method,
         url: request.url.includes('=') ? withoutSecrets(request.url) : request.url,
@@ -125,7 +130,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
       }
       const durationMs = Math.round(performance.now() - request.receivedAt)
       line.durationMs = durationMs
-      request.log.info(line, finished ? 'request' : upgraded ? 'websocket closed' : 'request aborted by client')
+      request.log.info(line, finished ? 'request' : upgraded ? 'websocket closed' : status === 408 ? 'request timed out: the client sent it too slowly' : 'request aborted by client')
       onDone?.(request, status, durationMs)
     })
     done()
