@@ -120,7 +120,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     config,
     pool,
     access: new ModelAccess(config.auth.modelAccess),
-    relay: { pool, retries: config.routing.retries, keepAliveMs: config.routing.keepAliveMs },
+    relay: { pool, retries: config.routing.retries, keepAliveMs: config.routing.keepAliveMs, sendTimeoutMs: config.server.sendTimeoutMs },
     db,
     keys: new ApiKeys(db),
     users,

@@ -76,6 +76,8 @@ declare module 'fastify' {
     refusedBy?: 'rate' | 'quota' | 'concurrency'
     /** When the request arrived (performance.now()): the overhead header counts from here. */
     receivedAt: number
+    /** The client stopped reading its answer for server.sendTimeoutMs and was cut off. */
+    sendTimedOut: boolean
   }
 }
 
@@ -95,6 +97,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
   app.decorateRequest('refusedWith', undefined)
   app.decorateRequest('refusedBy', undefined)
   app.decorateRequest('receivedAt', 0)
+  app.decorateRequest('sendTimedOut', false)
   // Connections Node cut off with a 408 (server.requestTimeoutMs): their request did not end by the client's choice.
   const timedOut = new WeakSet<object>()
   app.server.on('clientError', (err: NodeJS.ErrnoException, socket: object) => {
@@ -130,7 +133,8 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
       }
       const durationMs = Math.round(performance.now() - request.receivedAt)
       line.durationMs = durationMs
-      request.log.info(line, finished ? 'request' : upgraded ? 'websocket closed' : status === 408 ? 'request timed out: the client sent it too slowly' : 'request aborted by client')
+      request.log.info(line, finished ? 'request' : upgraded ? 'websocket closed' : status === 408 ? 'request timed out: the client sent it too slowly'
+        : request.sendTimedOut ? 'client stopped reading: cut off after server.sendTimeoutMs' : 'request aborted by client')
       onDone?.(request, status, durationMs)
     })
     done()

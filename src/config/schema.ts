@@ -16,6 +16,7 @@ export const ServerSchema = Type.Object({
   bodyLimit: Type.Integer({ minimum: 1024, default: 20 * 1024 * 1024, description: 'Largest request body in bytes (images make chat bodies large)' }),
   trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* from a proxy in front' }),
   requestTimeoutMs: Ms(300_000, 'Longest a client may take to send a whole request, headers and body: a slower one gets 408 and its connection is closed, so that trickled requests cannot hold connections open (0: no limit). Answers are not limited: a stream may run for hours'),
+  sendTimeoutMs: Ms(60_000, 'Longest a client may go without reading while an answer waits for it (as Nginx\'s send_timeout): then the connection is closed and the backend request aborted, so a stalled client cannot hold a backend slot (0: no limit)'),
   shutdownGraceMs: Type.Integer({ minimum: 0, default: 30_000, description: 'On SIGTERM, how long open streams may run before they are cut off (their usage is still recorded); a second SIGTERM exits at once' }),
   watchConfig: Type.Boolean({ default: true, description: 'Reload the config when its file changes (as on SIGHUP or POST /admin/reload)' }),
   reloadDebounceMs: Type.Integer({ minimum: 0, default: 500, description: 'After a change of the config file, wait this long for more changes before reloading (editors write in several steps)' }),

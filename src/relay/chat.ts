@@ -25,7 +25,13 @@ export interface ChatJob {
   model: string
 }
 
-export interface RelayOptions { pool: Pool, retries: number, keepAliveMs: number }
+export interface RelayOptions {
+  pool: Pool
+  retries: number
+  keepAliveMs: number
+  /** How long a client may leave written answer bytes unread before it is cut off (0: for ever). */
+  sendTimeoutMs: number
+}
 
 function upstreamCall (job: ChatJob, backend: Backend, upstreamModel: string): { path: string, body: string } {
   const same = job.surface === backend.protocol
@@ -81,7 +87,7 @@ async function attempt (job: ChatJob, lease: Lease, client: ClientStream, reply:
  */
 export async function relayChat (opts: RelayOptions, job: ChatJob, reply: FastifyReply, record: ChatRecord): Promise<void> {
   const startedAt = Date.now()
-  const client = new ClientStream(reply, job.surface === 'openai' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson')
+  const client = new ClientStream(reply, job.surface === 'openai' ? 'text/event-stream; charset=utf-8' : 'application/x-ndjson', opts.sendTimeoutMs)
   if (job.request.stream && job.surface === 'openai') client.startHeartbeat(opts.keepAliveMs, ': keep-alive\n\n')
   try {
     await onSomeBackend({

@@ -21,7 +21,7 @@ export class ClientStream {
   upstream: UpstreamResponse | undefined
   queuedMs = 0
 
-  constructor (private readonly reply: FastifyReply, private readonly contentType: string) {
+  constructor (private readonly reply: FastifyReply, private readonly contentType: string, private readonly sendTimeoutMs = 0) {
     this.signal = clientSignal(reply)
   }
 
@@ -53,7 +53,12 @@ export class ClientStream {
     const res = this.reply.raw
     if (res.write(data)) return
     await new Promise<void>((resolve) => {
-      const done = (): void => { res.off('drain', done); res.off('close', done); resolve() }
+      // A client that stops reading would keep the backend's answer paused, and its slot taken,
+      // for ever: past sendTimeoutMs it is cut off, which aborts the backend request (signal).
+      const stalled = this.sendTimeoutMs > 0
+        ? setTimeout(() => { this.reply.request.sendTimedOut = true; res.destroy() }, this.sendTimeoutMs)
+        : undefined
+      const done = (): void => { clearTimeout(stalled); res.off('drain', done); res.off('close', done); resolve() }
       res.on('drain', done)
       res.on('close', done)
     })
