@@ -71,18 +71,18 @@ export interface AppOptions {
   configFile?: string
 }
 
-/** How often Node checks requests against the timeout: a quarter of it, between 50 ms and Node's 30 s. */
-const checkingInterval = (timeoutMs: number): number => Math.min(30_000, Math.max(50, Math.floor(timeoutMs / 4)))
-
 /**
  * The time a client has to send a whole request (HTTP/1.1, plain or over TLS). Fastify sets none
- * on HTTP (0) and leaves Node's 300 s on HTTPS; Node keeps to it only while the time for the
- * headers alone is no longer.
+ * on HTTP (0) and leaves Node's 300 s on HTTPS. Node keeps to it only while the time for the
+ * headers alone is no longer, and looks for late requests every connectionsCheckingInterval (read
+ * when the server starts listening): a quarter of the limit, between 50 ms and Node's 30 s.
  */
 function limitRequestTime (server: FastifyInstance['server'], timeoutMs: number): void {
-  const limits = server as unknown as { requestTimeout: number, headersTimeout: number }
+  const limits = server as unknown as { requestTimeout: number, headersTimeout: number, connectionsCheckingInterval: number }
   limits.requestTimeout = timeoutMs
-  if (timeoutMs > 0) limits.headersTimeout = Math.min(60_000, timeoutMs)
+  if (timeoutMs === 0) return
+  limits.headersTimeout = Math.min(60_000, timeoutMs)
+  limits.connectionsCheckingInterval = Math.min(30_000, Math.max(50, Math.floor(timeoutMs / 4)))
 }
 
 /** Builds the whole gateway from a validated config. Tests build exactly this. */
@@ -97,8 +97,6 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     // One line per request comes from logging.ts instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: config.server.bodyLimit,
-    // How often Node looks for requests past server.requestTimeoutMs (HTTP; HTTPS keeps Node's 30 s).
-    http: { connectionsCheckingInterval: checkingInterval(config.server.requestTimeoutMs) },
     trustProxy: config.server.trustProxy,
     // Keep the body as the client sent it (pass-through) and reject wrong types instead of coercing.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },

@@ -3,6 +3,7 @@
 // stops reading its answer is cut off and its backend request aborted (server.sendTimeoutMs), so
 // that it cannot hold a backend slot. Answers that are merely long are never limited.
 import { connect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { OllamaEmulator } from './emulators/ollama.js'
 import { captureLog } from './helpers/accounts.js'
@@ -10,12 +11,29 @@ import { startGateway, type Gateway } from './helpers/gateway.js'
 
 const TIMEOUT_MS = 400
 
-/** A raw HTTP/1.1 request on its own connection, which the test then leaves unread or unfinished. */
+/**
+ * A raw HTTP/1.1 request on its own connection (over TLS for an https gateway), which the test
+ * then leaves unread or unfinished.
+ */
 function rawRequest (gw: Gateway, head: string, body: string): Socket {
-  const socket = connect(Number(new URL(gw.url).port), '127.0.0.1', () => {
-    socket.write(`${head}\r\nHost: gw\r\nAuthorization: Bearer ${gw.token()}\r\nContent-Type: application/json\r\n${body}`)
-  })
+  const port = Number(new URL(gw.url).port)
+  const send = (): void => { socket.write(`${head}\r\nHost: gw\r\nAuthorization: Bearer ${gw.token()}\r\nContent-Type: application/json\r\n${body}`) }
+  const socket: Socket = gw.url.startsWith('https:')
+    ? tlsConnect({ port, host: '127.0.0.1', servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: ['http/1.1'] }, send)
+    : connect(port, '127.0.0.1', send)
   return socket
+}
+
+/** What the gateway answered to a request that stops halfway through its body, once it closed the connection. */
+function unfinishedRequest (gw: Gateway): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    let text = ''
+    // Headers and the first bytes of a 100-byte body; the rest never comes.
+    const socket = rawRequest(gw, 'POST /api/chat HTTP/1.1', 'Content-Length: 100\r\n\r\n{"model":')
+    socket.on('data', (d: Buffer) => { text += d.toString() })
+    socket.on('error', reject)
+    socket.on('close', () => resolve(text))
+  })
 }
 
 t.test('a request whose body never completes gets 408 and its connection closed', async (t) => {
@@ -24,19 +42,18 @@ t.test('a request whose body never completes gets 408 and its connection closed'
   const log = captureLog()
   const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], { server: { requestTimeoutMs: TIMEOUT_MS }, log: { level: 'info' } }, { logStream: log.stream })
   const chatsBefore = o.requests.filter((r) => r.path === '/api/chat').length
-  const answer = await new Promise<string>((resolve, reject) => {
-    let text = ''
-    // Headers and the first bytes of a 100-byte body; the rest never comes.
-    const socket = rawRequest(gw, 'POST /api/chat HTTP/1.1', 'Content-Length: 100\r\n\r\n{"model":')
-    socket.on('data', (d: Buffer) => { text += d.toString() })
-    socket.on('error', reject)
-    socket.on('close', () => resolve(text))
-  })
-  t.match(answer, /^HTTP\/1\.1 408 /, '408 Request Timeout, then the connection closes')
+  t.match(await unfinishedRequest(gw), /^HTTP\/1\.1 408 /, '408 Request Timeout, then the connection closes')
   t.equal(o.requests.filter((r) => r.path === '/api/chat').length, chatsBefore, 'nothing reached the backend')
   t.equal((await fetch(`${gw.url}/api/tags`, { headers: gw.auth() })).status, 200, 'the gateway serves on')
   const line = log.text().split('\n').filter((l) => l.includes('"url":"/api/chat"')).map((l) => JSON.parse(l) as Record<string, unknown>)
   t.match(line, [{ status: 408, msg: 'request timed out: the client sent it too slowly', user: 'alice' }], 'logged as a timeout, not as a client abort')
+})
+
+t.test('over HTTPS (HTTP/1.1 on the HTTP/2 server) too', async (t) => {
+  const o = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
+  t.teardown(() => o.close())
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], { server: { requestTimeoutMs: TIMEOUT_MS }, tls: { mode: 'self-signed', names: ['localhost'], httpPort: 0 } })
+  t.match(await unfinishedRequest(gw), /^HTTP\/1\.1 408 /)
 })
 
 t.test('an answer that takes longer than the limit is not cut off', async (t) => {
