@@ -19,6 +19,7 @@ import { registerRateLimits } from './usage/rate-limits.js'
 import { connectRedis } from './usage/redis.js'
 import type { Config } from './config/schema.js'
 import type { Gateway } from './context.js'
+import { registerCors } from './cors.js'
 import { installErrorHandlers } from './http-errors.js'
 import { closeIdleSocketsOnClose } from './idle-sockets.js'
 import { logDestination, loggerOptions, requestLogLine } from './logging.js'
@@ -172,6 +173,8 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     done(null, payload)
   })
   installErrorHandlers(app)
+  // Before authentication: its hook answers preflights, which carry no credentials.
+  await registerCors(app, config.server.cors.origins)
   await app.register(jwtAuth, { config, keys: gateway.keys, users: gateway.users, sessions: gateway.sessions, generation: new StoreGeneration(db) })
   await registerRateLimits(app, redis)
 

@@ -15,6 +15,12 @@ export const ServerSchema = Type.Object({
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'HTTP port (0 picks a free one)' }),
   bodyLimit: Type.Integer({ minimum: 1024, default: 20 * 1024 * 1024, description: 'Largest request body in bytes (images make chat bodies large)' }),
   trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* from a proxy in front' }),
+  cors: Type.Object({
+    origins: Type.Array(Type.String({ pattern: '^(\\*|[a-z][a-z0-9+.-]*://[^\\s/]+)$', description: 'a web origin, scheme://host[:port] without a path (* for any part of a host name or an extension id), or * for any' }), {
+      default: [],
+      description: 'Web origins whose pages may call the API from a browser (CORS): https://chat.lab.org, https://*.lab.org, chrome-extension://*, or * for any; none by default',
+    }),
+  }, { additionalProperties: false, default: {} }),
   requestTimeoutMs: Ms(300_000, 'Longest a client may take to send a whole request, headers and body: a slower one gets 408 and its connection is closed, so that trickled requests cannot hold connections open (0: no limit). Answers are not limited: a stream may run for hours'),
   sendTimeoutMs: Ms(60_000, 'Longest a client may go without reading while an answer waits for it (as Nginx\'s send_timeout): then the connection is closed and the backend request aborted, so a stalled client cannot hold a backend slot (0: no limit)'),
   shutdownGraceMs: Type.Integer({ minimum: 0, default: 30_000, description: 'On SIGTERM, how long open streams may run before they are cut off (their usage is still recorded); a second SIGTERM exits at once' }),

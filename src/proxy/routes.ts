@@ -45,7 +45,8 @@ async function registerRoute (scope: FastifyInstance, route: ProxyRoute, policy:
     constraints: hostConstraint(route.host),
     // Proxied requests are page loads, assets and polls, dozens per page: the per-user requests
     // per minute are for API calls and would lock users out of the app.
-    config: { public: route.auth !== 'bearer', rateLimit: false, surface: 'proxy' },
+    // The app answers cross-origin calls to itself as it sees fit; ChatGate's CORS is for its API.
+    config: { public: route.auth !== 'bearer', rateLimit: false, surface: 'proxy', cors: false },
     // Bodies are passed through by passBodiesThrough, with the route's limit.
     proxyPayloads: false,
     // One log line per request comes from src/logging.ts.
