@@ -62,12 +62,14 @@ t.test('every problem is reported by its path', async (t) => {
       { name: 'bad', type: 'llamafile', url: 'ftp://x' },
     ],
     log: { level: 'loud' },
+    auth: { jwt: { tokenTtl: '5x' } },
   }))
   t.match(found.join('\n'), /server\.port: must be integer less or equal to 65535|server\.port: .*65535/)
   t.match(found.join('\n'), /server\.colour: unknown key/)
   t.match(found.join('\n'), /backends\[1\]\.type: must be one of: ollama, xinference, openai/)
   t.match(found.join('\n'), /backends\[1\]\.url: must be an http\(s\) URL/)
   t.match(found.join('\n'), /log\.level: must be one of: fatal, error/)
+  t.match(found.join('\n'), /auth\.jwt\.tokenTtl: must be a duration like 1h \(s, m, h, d\)/)
 })
 
 t.test('missing backends and empty files are refused', async (t) => {

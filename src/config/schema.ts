@@ -41,7 +41,7 @@ export const JwtSchema = Type.Object({
   privateKeyFile: Type.Optional(Type.String({ description: 'PEM private key; needed to issue tokens (login, `chatgate token`)' })),
   issuer: Type.Optional(Type.String({ description: 'Required `iss`; also set on issued tokens' })),
   audience: Type.Optional(Type.String({ description: 'Required `aud`; also set on issued tokens' })),
-  tokenTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '1h', description: 'Lifetime of tokens from /auth/login' }),
+  tokenTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '1h', description: 'a duration like 1h (s, m, h, d): the lifetime of tokens from /auth/login' }),
 }, { additionalProperties: false, default: {} })
 
 export const AuthSchema = Type.Object({
@@ -49,7 +49,7 @@ export const AuthSchema = Type.Object({
   users: Type.Array(UserSchema, { default: [] }),
   loginPerMinute: Type.Integer({ minimum: 1, default: 10, description: 'Login attempts per client IP per minute (an IPv6 client counts by its /64)' }),
   refreshTokenTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '30d', description: 'a duration like 30d (s, m, h, d): the lifetime of refresh tokens from /auth/login, started again by each /auth/refresh' }),
-  browserSessionTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '12h', description: 'How long a browser stays signed in on the login page (the session cookie of auth: login proxy routes)' }),
+  browserSessionTtl: Type.String({ pattern: '^[0-9]+[smhd]$', default: '12h', description: 'a duration like 12h (s, m, h, d): how long a browser stays signed in on the login page (the session cookie of auth: login proxy routes)' }),
   signIn: SignInSchema,
   pathKeys: Type.Boolean({ default: false, description: 'Accept an API key in the path, /k/<key>/api/chat, for clients that drop URL credentials (the Ollama CLI); the key is never logged' }),
   trustedNetworks: Type.Object({
