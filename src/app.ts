@@ -22,7 +22,7 @@ import type { Gateway } from './context.js'
 import { registerCors } from './cors.js'
 import { installErrorHandlers } from './http-errors.js'
 import { closeIdleSocketsOnClose } from './idle-sockets.js'
-import { logDestination, loggerOptions, requestLogLine } from './logging.js'
+import { logDestination, loggerOptions, requestIds, requestLogLine } from './logging.js'
 import { Certificates } from './tls/certificates.js'
 import { httpsOptions, setupTls } from './tls/setup.js'
 import adminTlsRoutes from './routes/admin-tls.js'
@@ -97,6 +97,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     logger: { ...loggerOptions(config), stream: logStream },
     // One line per request comes from logging.ts instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
+    genReqId: requestIds(),
     bodyLimit: config.server.bodyLimit,
     trustProxy: config.server.trustProxy,
     // Keep the body as the client sent it (pass-through) and reject wrong types instead of coercing.

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest, FastifyServerOptions } from 'fastify'
+import { randomBytes } from 'node:crypto'
 import pino, { type DestinationStream } from 'pino'
 import type { Config } from './config/schema.js'
 import type { ChatRecord } from './relay/usage.js'
@@ -88,6 +89,18 @@ const SECRET_QUERY = /([?&](?:code|state|access_token|id_token|token|key|api_key
 /** A URL as logged (or shown in the dashboard's config): the values of secret query parameters replaced. */
 export const withoutSecrets = (url: string): string => url.replace(SECRET_QUERY, '$1[redacted]')
 
+/**
+ * Request ids: this process's random prefix and a counter, so that an id is unique across
+ * restarts and replicas (Fastify's own start again at req-1). Each answer carries its id as
+ * `x-request-id`, which the openai SDK shows as `_request_id` and in its errors: a user can quote
+ * it and the admin finds the log line (reqId).
+ */
+export function requestIds (): () => string {
+  const prefix = `${randomBytes(4).toString('hex')}-`
+  let next = 0
+  return () => prefix + (next++).toString(36)
+}
+
 /** Called once per request when the connection is done with it, after its log line. */
 export type RequestDone = (request: FastifyRequest, status: number, durationMs: number) => void
 
@@ -106,6 +119,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
   // Callback-style hooks: an async hook costs Fastify a promise and extra ticks per request.
   app.addHook('onRequest', (request, reply, done) => {
     request.receivedAt = performance.now()
+    void reply.header('x-request-id', request.id)
     reply.raw.once('close', () => {
       const res = reply.raw
       const finished = res.writableFinished

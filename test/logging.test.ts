@@ -6,6 +6,7 @@ import { Writable } from 'node:stream'
 import { logDestination } from '../src/logging.js'
 import { OllamaEmulator } from './emulators/ollama.js'
 import { startGateway } from './helpers/gateway.js'
+import OpenAI, { type APIError } from 'openai'
 
 function capture (): { stream: Writable, lines: () => Array<Record<string, unknown>>, text: () => string } {
   const chunks: string[] = []
@@ -43,6 +44,29 @@ t.test('one line per request with user, model, backend, status, ttft, tokens, du
   for (const secret of [token, secretText, 'cookie-secret', 'backend-secret-key', 'forged.token.value']) {
     t.notOk(all.includes(secret), `never logged: ${secret.slice(0, 12)}…`)
   }
+})
+
+t.test('every answer carries its log line\'s request id: the openai SDK shows it, successes and errors alike', async (t) => {
+  const ollama = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
+  t.teardown(() => ollama.close())
+  const log = capture()
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: ollama.url }], { log: { level: 'info' } }, { logStream: log.stream })
+  const openai = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: gw.token(), maxRetries: 0 })
+  const answer = await openai.chat.completions.create({ model: 'llama3.2', messages: [{ role: 'user', content: 'hi' }] })
+  const streamed = await openai.chat.completions.create({ model: 'llama3.2', stream: true, messages: [{ role: 'user', content: 'hi' }] }).withResponse()
+  for await (const _ of streamed.data) { /* read to the end */ }
+  const refused = await openai.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }).then(() => undefined, (err: unknown) => err as APIError)
+  if (refused === undefined) throw new Error('an unknown model was answered')
+  t.equal(refused.status, 404)
+  const other = await startGateway(t, [{ name: 'o', type: 'ollama', url: ollama.url }])
+  const elsewhere = (await fetch(`${other.url}/healthz`)).headers.get('x-request-id')
+  await gw.app.close()
+  const ids = [answer._request_id, streamed.request_id, refused.requestID]
+  t.match(ids, [/^[0-9a-f]{8}-[0-9a-z]+$/, /^[0-9a-f]{8}-[0-9a-z]+$/, /^[0-9a-f]{8}-[0-9a-z]+$/])
+  t.equal(new Set(ids).size, 3)
+  const logged = log.lines().filter((l) => l.url === '/v1/chat/completions').map((l) => l.reqId)
+  t.same(logged, ids, 'the ids of the log lines, in order')
+  t.not(elsewhere!.split('-')[0], ids[0]!.split('-')[0], 'another gateway (a replica, a restart) has other ids')
 })
 
 t.test('the log destination batches lines, keeps their order and loses none', async (t) => {
