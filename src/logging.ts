@@ -133,6 +133,8 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
         url: request.url.includes('=') ? withoutSecrets(request.url) : request.url,
         status,
         user: request.principal?.sub,
+        // As Nginx's $remote_addr: behind a load balancer (server.trustProxy) the forwarded one.
+        ip: request.ip,
       }
       if (request.principal?.keyId !== undefined) line.apiKey = request.principal.keyId
       if (chat !== undefined) {

@@ -34,12 +34,12 @@ t.test('one line per request with user, model, backend, status, ttft, tokens, du
   const requests = log.lines().filter((l) => l.msg === 'request')
   const chat = requests.find((l) => l.url === '/v1/chat/completions')
   t.ok(chat, 'the chat has its line')
-  t.match(chat, { method: 'POST', status: 200, user: 'alice', model: 'llama3.2', backend: 'gpu1', attempts: 1, promptTokens: 1, completionTokens: 4 })
+  t.match(chat, { method: 'POST', status: 200, user: 'alice', ip: '127.0.0.1', model: 'llama3.2', backend: 'gpu1', attempts: 1, promptTokens: 1, completionTokens: 4 })
   t.type(chat!.reqId, 'string')
   t.type(chat!.ttftMs, 'number')
   t.type(chat!.durationMs, 'number')
   t.equal(requests.filter((l) => l.url === '/v1/chat/completions').length, 1, 'exactly one line for it')
-  t.match(requests.find((l) => l.url === '/v1/models'), { status: 401 })
+  t.match(requests.find((l) => l.url === '/v1/models'), { status: 401, ip: '127.0.0.1' }, 'a refused caller has no user name, but an address')
   const all = log.text()
   for (const secret of [token, secretText, 'cookie-secret', 'backend-secret-key', 'forged.token.value']) {
     t.notOk(all.includes(secret), `never logged: ${secret.slice(0, 12)}…`)
@@ -67,6 +67,16 @@ t.test('every answer carries its log line\'s request id: the openai SDK shows it
   const logged = log.lines().filter((l) => l.url === '/v1/chat/completions').map((l) => l.reqId)
   t.same(logged, ids, 'the ids of the log lines, in order')
   t.not(elsewhere!.split('-')[0], ids[0]!.split('-')[0], 'another gateway (a replica, a restart) has other ids')
+})
+
+t.test('behind a load balancer (server.trustProxy) the line names the forwarded address', async (t) => {
+  const ollama = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
+  t.teardown(() => ollama.close())
+  const log = capture()
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: ollama.url }], { server: { trustProxy: true }, log: { level: 'info' } }, { logStream: log.stream })
+  await (await fetch(`${gw.url}/api/tags`, { headers: { ...gw.auth(), 'x-forwarded-for': '203.0.113.9' } })).text()
+  await gw.app.close()
+  t.match(log.lines().find((l) => l.url === '/api/tags'), { status: 200, ip: '203.0.113.9' })
 })
 
 t.test('the log destination batches lines, keeps their order and loses none', async (t) => {
