@@ -15,7 +15,7 @@ const EXPOSED = ['retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x
  * `*` stands for one or more characters of a host or an extension id (`https://*.lab.org`,
  * `chrome-extension://*`), anchored so that `https://lab.org.evil.example` never matches.
  */
-export function originMatcher (origin: string): string | RegExp {
+function originMatcher (origin: string): string | RegExp {
   if (origin === '*' || !origin.includes('*')) return origin
   const pattern = origin.split('*').map((part) => part.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')).join('[^/:]+')
   return new RegExp(`^${pattern}$`)
