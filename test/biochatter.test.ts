@@ -175,13 +175,13 @@ t.test('refusals on this surface are logged and recorded with their real status'
 })
 
 /** A biochatter-server stand-in: answers each route with what it received. */
-async function ragServer (t: Test): Promise<{ url: string, seen: Array<{ method: string, path: string, authorization: string | undefined, body: any }> }> {
-  const seen: Array<{ method: string, path: string, authorization: string | undefined, body: any }> = []
+async function ragServer (t: Test): Promise<{ url: string, seen: Array<{ method: string, path: string, authorization: string | undefined, body: any, text: string }> }> {
+  const seen: Array<{ method: string, path: string, authorization: string | undefined, body: any, text: string }> = []
   const server = createServer((req: IncomingMessage, res) => {
     let text = ''
     req.on('data', (d: Buffer) => { text += d.toString() })
     req.on('end', () => {
-      seen.push({ method: req.method!, path: req.url!, authorization: req.headers.authorization, body: JSON.parse(text) })
+      seen.push({ method: req.method!, path: req.url!, authorization: req.headers.authorization, body: JSON.parse(text), text })
       res.setHeader('content-type', 'application/json')
       if (req.url!.endsWith('connectionstatus')) res.end(JSON.stringify({ status: 'connected', code: 0 }))
       else if (req.url === '/v1/rag/alldocuments') res.end(JSON.stringify({ documents: [{ id: '42', source: 'paper.pdf' }], code: 0 }))
@@ -229,6 +229,11 @@ t.test('RAG and KG routes go to the configured biochatter-server, without the ca
   const refused = await nextPost(gw, '/biochatter/v1/rag/newdocument', upload, '')
   t.equal(refused.json.code, 5100)
   t.equal(rag.seen.length, 5, 'a request without credentials never reaches the upstream')
+  // Byte for byte, however it is written: spacing, key order, and nesting no re-encoding could take.
+  const text = `{ "connectionArgs" : {"host":"local","port":"19530","user":null,"password":null}, "x": ${'['.repeat(20_000)}${']'.repeat(20_000)} }`
+  const deep = await fetch(`${gw.url}/biochatter/v1/rag/alldocuments`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: alice }, body: text })
+  t.same(await deep.json(), { documents: [{ id: '42', source: 'paper.pdf' }], code: 0 })
+  t.equal(rag.seen[5]!.text, text, 'the frontend\'s own text reached the upstream')
 })
 
 t.test('a RAG upstream that is down: status disconnected, documents a 5100 naming it', async (t) => {

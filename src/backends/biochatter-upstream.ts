@@ -16,18 +16,19 @@ export interface UpstreamAnswer {
 export class BioChatterUpstream {
   constructor (private readonly baseUrl: string, private readonly timeoutMs: number) {}
 
-  async call (method: 'POST' | 'DELETE', path: string, body: unknown): Promise<UpstreamAnswer> {
+  /** `text`: the frontend's own JSON, sent on byte for byte (none: `{}`). */
+  async call (method: 'POST' | 'DELETE', path: string, text: string | undefined): Promise<UpstreamAnswer> {
     try {
       const res = await request(`${this.baseUrl.replace(/\/+$/, '')}${path}`, {
         method,
         headers: { 'content-type': 'application/json', authorization: '' },
-        body: JSON.stringify(body ?? {}),
+        body: text ?? '{}',
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
       })
-      const text = await res.body.text()
+      const answer = await res.body.text()
       try {
-        return { body: JSON.parse(text), failed: false }
+        return { body: JSON.parse(answer), failed: false }
       } catch {
         return { body: { error: `RAG/KG server answered HTTP ${res.statusCode} without JSON`, code: CODE_UNKNOWN }, failed: true }
       }

@@ -88,14 +88,14 @@ async function nextApi (app: FastifyInstance): Promise<void> {
       config: { public: config.ragAuth === 'none' },
       handler: async (request) => {
         if (upstream === undefined) return { error: 'no RAG server configured: set biochatter.upstream to a biochatter-server', code: CODE_UNKNOWN }
-        return (await upstream.call(route.method, route.path, request.body)).body
+        return (await upstream.call(route.method, route.path, request.bodyText)).body
       },
     })
   }
   for (const path of STATUS_ROUTES) {
     app.post(path, { config: { public: true } }, async (request) => {
       if (upstream === undefined) return { status: 'disconnected', code: CODE_OK }
-      const answer = await upstream.call('POST', path, request.body)
+      const answer = await upstream.call('POST', path, request.bodyText)
       return answer.failed ? { status: 'disconnected', code: CODE_OK } : answer.body
     })
   }
