@@ -70,7 +70,7 @@ t.test('bad input never reaches a backend', async (t) => {
   t.equal(ok.body.choices[0].message.content, 'Hello from llama3.2:latest!')
 })
 
-t.test('JSON nested deeper than re-encoding can go: 400 when it must be translated, passed on as sent otherwise', async (t) => {
+t.test('JSON nested deeper than re-encoding can go: 400 wherever it must be re-encoded, never a backend marked down; passed on as sent otherwise', async (t) => {
   const ollama = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
   t.teardown(() => ollama.close())
   const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: ollama.url }], { server: { bodyLimit: 1024 * 1024 } })
@@ -92,4 +92,22 @@ t.test('JSON nested deeper than re-encoding can go: 400 when it must be translat
   })
   t.equal(passedOn.status, 200, 'the same protocol: the text goes on as sent, the backend judges it')
   t.equal(chats(), before + 1)
+
+  // Bodies that are re-encoded on their way (embeddings, model details): the caller's error, and
+  // never taken for a failure of the backend, which would then be marked down for everyone.
+  const post = async (path: string, body: string): Promise<{ status: number, body: any }> => {
+    const res = await fetch(`${gw.url}${path}`, { method: 'POST', headers: { ...gw.auth(), 'content-type': 'application/json' }, body })
+    return { status: res.status, body: await res.json() }
+  }
+  const seen = ollama.requests.length
+  for (const [path, body] of [
+    ['/api/embed', `{"model":"llama3.2","input":"hi","x":${deep}}`],
+    ['/api/embeddings', `{"model":"llama3.2","prompt":"hi","x":${deep}}`],
+    ['/api/show', `{"model":"llama3.2","x":${deep}}`],
+  ] as const) {
+    t.match(await post(path, body), { status: 400, body: { error: /nested too deeply/ } }, path)
+  }
+  t.equal(ollama.requests.length, seen, 'none reached the backend')
+  t.match(await post('/api/embed', '{"model":"llama3.2","input":"hi"}'), { status: 200, body: { embeddings: [[2, 1, 0.5, -0.5]] } }, 'the backend still serves')
+  t.equal(gw.app.gateway.pool.backends[0]!.isUp(), true, 'and was never marked down')
 })

@@ -9,7 +9,7 @@ import type { OllamaKind } from '../protocols/ollama/response.js'
 import { encodeOpenAIChat } from '../protocols/openai/request.js'
 import { ClientStream } from './client-stream.js'
 import { deliver, errorFrame } from './deliver.js'
-import { connectionFailure, refusal } from './upstream.js'
+import { backendJson, connectionFailure, refusal } from './upstream.js'
 import type { ChatRecord } from './usage.js'
 
 export interface ChatJob {
@@ -36,36 +36,23 @@ export interface RelayOptions {
 function upstreamCall (job: ChatJob, backend: Backend, upstreamModel: string): { path: string, body: string } {
   const same = job.surface === backend.protocol
   // Nothing to change: the client's own text goes on (no re-encoding of long conversations).
-  const asSent = (): string => job.text !== undefined && upstreamModel === job.body.model ? job.text : JSON.stringify({ ...job.body, model: upstreamModel })
+  const asSent = (): string => job.text !== undefined && upstreamModel === job.body.model ? job.text : backendJson({ ...job.body, model: upstreamModel })
   if (backend.protocol === 'ollama') {
     const path = job.kind === 'generate' && same ? '/api/generate' : '/api/chat'
-    return { path, body: same ? asSent() : JSON.stringify(encodeOllamaChat(job.request, upstreamModel)) }
+    return { path, body: same ? asSent() : backendJson(encodeOllamaChat(job.request, upstreamModel)) }
   }
   const path = '/v1/chat/completions'
-  if (!same) return { path, body: JSON.stringify(encodeOpenAIChat(job.request, upstreamModel, backend.config.type === 'xinference' ? 'xinference' : 'openai')) }
+  if (!same) return { path, body: backendJson(encodeOpenAIChat(job.request, upstreamModel, backend.config.type === 'xinference' ? 'xinference' : 'openai')) }
   if (!job.request.stream) return { path, body: asSent() }
   // Ask for usage even when the client did not; the extra chunk is filtered out again.
   const streamOptions = { ...(job.body.stream_options as object | undefined), include_usage: true }
-  return { path, body: JSON.stringify({ ...job.body, model: upstreamModel, stream_options: streamOptions }) }
-}
-
-/**
- * upstreamCall, with JSON nested deeper than re-encoding can go (JSON.stringify recurses: a few
- * thousand levels, which parsing the body allowed) answered as the caller's error, not a 502.
- */
-function encodedFor (job: ChatJob, backend: Backend, upstreamModel: string): { path: string, body: string } {
-  try {
-    return upstreamCall(job, backend, upstreamModel)
-  } catch (err) {
-    if (err instanceof RangeError) throw new GatewayError(400, 'the request\'s JSON is nested too deeply to be sent on to a backend', 'invalid_request')
-    throw err
-  }
+  return { path, body: backendJson({ ...job.body, model: upstreamModel, stream_options: streamOptions }) }
 }
 
 /** Sends the chat to one leased backend and streams its answer to the client. */
 async function attempt (job: ChatJob, lease: Lease, client: ClientStream, reply: FastifyReply, record: ChatRecord, startedAt: number): Promise<void> {
   const backend = lease.backend
-  const { path, body } = encodedFor(job, backend, lease.entry.upstream)
+  const { path, body } = upstreamCall(job, backend, lease.entry.upstream)
   let res
   try {
     res = await backend.post(path, body, client.signal)

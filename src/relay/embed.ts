@@ -3,7 +3,7 @@ import type { Cancellation, Pool } from '../backends/pool.js'
 import { GatewayError, type Surface } from '../errors.js'
 import type { EmbedRequest, EmbedResult } from '../protocols/internal.js'
 import { onSomeBackend } from './retry.js'
-import { UpstreamRefusal, connectionFailure, refusal } from './upstream.js'
+import { UpstreamRefusal, backendJson, connectionFailure, refusal } from './upstream.js'
 import type { ChatRecord } from './usage.js'
 
 /** `embed` is Ollama's /api/embed, `embeddings` its legacy /api/embeddings, `openai` /v1/embeddings. */
@@ -58,9 +58,10 @@ export async function relayEmbed (pool: Pool, retries: number, job: EmbedJob, si
   }, async (lease) => {
     const backend = lease.backend
     const { path, body } = upstreamCall(job, backend, lease.entry.upstream)
+    const sent = backendJson(body)
     let text: string
     try {
-      const res = await backend.post(path, JSON.stringify(body), signal)
+      const res = await backend.post(path, sent, signal)
       if (res.statusCode >= 400) throw await refusal(backend, res)
       text = await res.body.text()
     } catch (err) {

@@ -5,6 +5,20 @@ import { upstreamErrorText } from '../protocols/openai/response.js'
 
 const MAX_MESSAGE = 500
 
+/**
+ * A body for a backend as JSON. JSON.stringify recurses, so a request nested deeper than a few
+ * thousand levels (which parsing allowed) cannot be re-encoded: that is the caller's error, a
+ * 400 before anything is sent, never a failure of the backend (which would be marked down).
+ */
+export function backendJson (value: unknown): string {
+  try {
+    return JSON.stringify(value)
+  } catch (err) {
+    if (err instanceof RangeError) throw new GatewayError(400, 'the request\'s JSON is nested too deeply to be sent on to a backend', 'invalid_request')
+    throw err
+  }
+}
+
 /** The human message inside a backend's error body: Ollama `error`, OpenAI `error.message`, FastAPI `detail`. */
 export function upstreamMessage (text: string): string {
   let message = text.trim()

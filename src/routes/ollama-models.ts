@@ -6,7 +6,7 @@ import { GatewayError } from '../errors.js'
 import { OllamaModelNameBody } from '../protocols/ollama/request.js'
 import { clientSignal } from '../relay/client-stream.js'
 import { resolveModel } from '../relay/resolve.js'
-import { refusal } from '../relay/upstream.js'
+import { backendJson, refusal } from '../relay/upstream.js'
 import { listModels } from './listing.js'
 
 const PROBE = { headersTimeout: 5000, bodyTimeout: 5000 }
@@ -93,9 +93,10 @@ export default async function ollamaModelRoutes (app: FastifyInstance): Promise<
  * `beforeEnd` runs after the last upstream byte and before the response ends.
  */
 async function forward (backend: Backend, method: 'POST' | 'DELETE', path: string, body: unknown, reply: FastifyReply, beforeEnd?: () => Promise<void>): Promise<FastifyReply> {
+  const sent = backendJson(body)
   let res
   try {
-    res = await backend.request({ method, path, headers: backend.headers(), body: JSON.stringify(body), signal: clientSignal(reply) })
+    res = await backend.request({ method, path, headers: backend.headers(), body: sent, signal: clientSignal(reply) })
   } catch {
     throw new GatewayError(502, `backend ${backend.name} is unreachable`, 'upstream_unreachable')
   }

@@ -4,6 +4,7 @@ import { managedBackend } from '../backends/managed.js'
 import { GatewayError } from '../errors.js'
 import { caughtError } from '../http-errors.js'
 import { clientSignal } from '../relay/client-stream.js'
+import { backendJson } from '../relay/upstream.js'
 
 // Xinference model management for admins, as Xinference's own REST API (and so its Python client,
 // `RESTfulClient("https://…", api_key=<ChatGate key>)`) has it: launch, terminate and launch
@@ -21,13 +22,14 @@ function adminOnly (request: FastifyRequest): void {
 
 /** One request to the backend; its answer (status, JSON or Xinference's `{"detail"}`) goes back as it is. */
 async function forward (backend: Backend, reply: FastifyReply, options: { method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, timeoutMs: number }): Promise<{ status: number, text: string }> {
+  const body = options.body === undefined ? undefined : backendJson(options.body)
   let res
   try {
     res = await backend.request({
       method: options.method,
       path: options.path,
       headers: backend.headers(),
-      ...(options.body !== undefined && { body: JSON.stringify(options.body) }),
+      ...(body !== undefined && { body }),
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
       signal: clientSignal(reply),
