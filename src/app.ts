@@ -86,6 +86,17 @@ function limitRequestTime (server: FastifyInstance['server'], timeoutMs: number)
   limits.connectionsCheckingInterval = Math.min(30_000, Math.max(50, Math.floor(timeoutMs / 4)))
 }
 
+/**
+ * Fastify's trustProxy for server.trustProxy. true is one proxy, not Fastify's "trust every hop",
+ * which takes the first X-Forwarded-For entry, written by the client itself, for its address
+ * (and so passes anyone for a trusted network). A number is a chain of that many proxies.
+ */
+function proxyTrust (setting: Config['server']['trustProxy']): boolean | string[] | ((address: string, hop: number) => boolean) {
+  if (setting === false || Array.isArray(setting)) return setting
+  const hops = setting === true ? 1 : setting
+  return (_address, hop) => hop < hops
+}
+
 /** Builds the whole gateway from a validated config. Tests build exactly this. */
 export async function buildApp (config: Config, options: AppOptions = {}): Promise<FastifyInstance> {
   const ownLog = options.logStream === undefined ? logDestination() : undefined
@@ -99,7 +110,7 @@ export async function buildApp (config: Config, options: AppOptions = {}): Promi
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: requestIds(),
     bodyLimit: config.server.bodyLimit,
-    trustProxy: config.server.trustProxy,
+    trustProxy: proxyTrust(config.server.trustProxy),
     // Keep the body as the client sent it (pass-through) and reject wrong types instead of coercing.
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false } },
     return503OnClosing: true,

@@ -154,6 +154,18 @@ t.test('trusted networks: the address behind a trusted proxy counts, and the CID
   const s = await setup(t, { trustedNetworks: { cidrs: ['10.1.0.0/16'] } }, { trustProxy: true })
   t.equal((await send(s.gw.url, '/api/tags', { headers: { 'x-forwarded-for': '10.1.2.3' } })).status, 200)
   t.equal((await send(s.gw.url, '/api/tags', { headers: { 'x-forwarded-for': '10.2.0.1' } })).status, 401)
+  // A client writes its own X-Forwarded-For; the load balancer appends the address it saw.
+  t.equal((await send(s.gw.url, '/api/tags', { headers: { 'x-forwarded-for': '10.1.2.3, 203.0.113.50' } })).status, 401,
+    'trustProxy: true is one proxy: the entry the client wrote itself does not make it trusted')
+
+  // Two proxies in a chain (a CDN, then the load balancer): the entry the CDN appended counts.
+  const chain = await setup(t, { trustedNetworks: { cidrs: ['10.1.0.0/16'] } }, { trustProxy: 2 })
+  t.equal((await send(chain.gw.url, '/api/tags', { headers: { 'x-forwarded-for': '203.0.113.9, 10.1.2.3, 172.16.0.5' } })).status, 200)
+  t.equal((await send(chain.gw.url, '/api/tags', { headers: { 'x-forwarded-for': '10.1.2.3, 203.0.113.9, 172.16.0.5' } })).status, 401)
+  // The proxies by address: every hop from them is trusted, the first other one is the client.
+  const listed = await setup(t, { trustedNetworks: { cidrs: ['10.1.0.0/16'] } }, { trustProxy: ['127.0.0.0/8', '172.16.0.0/12'] })
+  t.equal((await send(listed.gw.url, '/api/tags', { headers: { 'x-forwarded-for': '203.0.113.9, 10.1.2.3, 172.16.0.5' } })).status, 200)
+  t.equal((await send(listed.gw.url, '/api/tags', { headers: { 'x-forwarded-for': '10.1.2.3, 203.0.113.9, 172.16.0.5' } })).status, 401)
   const { validateConfig } = await import('../src/config/load.js')
   const problems = (cidrs: string[]): string => {
     try {
@@ -168,4 +180,15 @@ t.test('trusted networks: the address behind a trusted proxy counts, and the CID
   t.match(problems(['example.org/8']), /cidrs\[0\]: "example.org\/8" must be an IPv4 or IPv6 address/)
   t.match(problems(['10.0.0.0/8/1']), /must be an IPv4 or IPv6 address/)
   t.match(problems(['fd00::/129']), /prefix outside 0-128/)
+  const proxyProblems = (trustProxy: unknown): string => {
+    try {
+      validateConfig({ backends: [{ name: 'o', type: 'ollama', url: 'http://127.0.0.1:11434' }], server: { trustProxy } })
+      return ''
+    } catch (err) {
+      return (err as Error).message
+    }
+  }
+  t.equal(proxyProblems(['10.0.0.0/8', '::1']), '')
+  t.match(proxyProblems(['10.0.0.0/8', 'lb.internal']), /server\.trustProxy\[1\]: "lb.internal" must be an IPv4 or IPv6 address/)
+  for (const bad of [0, 'yes', []]) t.match(proxyProblems(bad), /server\.trustProxy: must be true, false, a number of proxies \(1 or more\) or a list of their addresses/)
 })

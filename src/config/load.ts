@@ -23,13 +23,15 @@ export function configPathFrom (flag: string | undefined, env: NodeJS.ProcessEnv
 
 // Messages in the words an admin reads: "must be …" rather than TypeBox's "Expected …".
 SetErrorFunction((error) => {
-  const schema = error.schema as { pattern?: string, description?: string, anyOf?: Array<{ const?: unknown }> }
+  const schema = error.schema as { pattern?: string, description?: string, anyOf?: Array<{ const?: unknown }>, expected?: string }
   if (error.errorType === ValueErrorType.StringPattern && schema.description !== undefined) {
     return `must be ${schema.description.startsWith('http') ? 'an ' : ''}${schema.description}`
   }
   if (error.errorType === ValueErrorType.Union && schema.anyOf?.every((s) => 'const' in s) === true) {
     return `must be one of: ${schema.anyOf.map((s) => String(s.const)).join(', ')}`
   }
+  // A union of several kinds says what it takes in its own words.
+  if (error.errorType === ValueErrorType.Union && schema.expected !== undefined) return `must be ${schema.expected}`
   if (error.errorType === ValueErrorType.ObjectAdditionalProperties) return 'unknown key'
   return DefaultErrorFunction(error).replace(/^Expected/, 'must be').replace(/^Required property$/, 'is required')
 })
@@ -68,10 +70,12 @@ function crossCheck (config: Config): string[] {
   })
   problems.push(...proxyProblems(config.proxy), ...docsProblems(config))
   problems.push(...signInProblems(config.auth.signIn))
-  config.auth.trustedNetworks.cidrs.forEach((cidr, i) => {
+  const checkCidrs = (cidrs: string[], path: string): void => cidrs.forEach((cidr, i) => {
     const problem = cidrProblem(cidr)
-    if (problem !== undefined) problems.push(`auth.trustedNetworks.cidrs[${i}]: "${cidr}" ${problem}`)
+    if (problem !== undefined) problems.push(`${path}[${i}]: "${cidr}" ${problem}`)
   })
+  checkCidrs(config.auth.trustedNetworks.cidrs, 'auth.trustedNetworks.cidrs')
+  if (Array.isArray(config.server.trustProxy)) checkCidrs(config.server.trustProxy, 'server.trustProxy')
   const users = new Set<string>()
   config.auth.users.forEach((u, i) => {
     if (users.has(u.username)) problems.push(`auth.users[${i}].username: "${u.username}" appears twice`)

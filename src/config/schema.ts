@@ -14,7 +14,15 @@ export const ServerSchema = Type.Object({
   host: Type.String({ default: '127.0.0.1', description: 'Address to listen on' }),
   port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080, description: 'HTTP port (0 picks a free one)' }),
   bodyLimit: Type.Integer({ minimum: 1024, default: 20 * 1024 * 1024, description: 'Largest request body in bytes (images make chat bodies large)' }),
-  trustProxy: Type.Boolean({ default: false, description: 'Trust X-Forwarded-* from a proxy in front' }),
+  trustProxy: Type.Union([
+    Type.Boolean(),
+    Type.Integer({ minimum: 1 }),
+    Type.Array(Type.String({ description: 'an IP address or CIDR of a proxy in front (checked like auth.trustedNetworks.cidrs)' }), { minItems: 1 }),
+  ], {
+    default: false,
+    expected: 'true, false, a number of proxies (1 or more) or a list of their addresses',
+    description: 'Proxies in front whose X-Forwarded-* headers count: true for one load balancer (the client is the address it appended), a number for a chain of that many, or the proxies\' addresses and CIDRs; false: none',
+  }),
   cors: Type.Object({
     origins: Type.Array(Type.String({ pattern: '^(\\*|[a-z][a-z0-9+.-]*://[^\\s/]+)$', description: 'a web origin, scheme://host[:port] without a path (* for any part of a host name or an extension id), or * for any' }), {
       default: [],

@@ -42,7 +42,7 @@ const EARLIER_HOPS = new Set(['forwarded', 'x-real-ip', 'x-forwarded-port', 'x-f
 export interface HeaderPolicy {
   /** `bearer`: drop the caller's credential (on `login` routes the session cookie is what counts). */
   auth: 'login' | 'bearer' | 'none'
-  /** server.trustProxy: X-Forwarded-For is appended to instead of replaced. */
+  /** server.trustProxy is set: X-Forwarded-For is appended to instead of replaced. */
   trustProxy: boolean
   users: Users
 }

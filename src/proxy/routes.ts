@@ -100,7 +100,7 @@ export default async function proxyRoutes (app: FastifyInstance): Promise<void> 
   for (const host of loginHosts) await app.register(signInRoutes, { constraints: hostConstraint(host) })
   installErrorPages(app)
   for (const route of config.routes) {
-    const policy: HeaderPolicy = { auth: route.auth, trustProxy: server.trustProxy, users: app.gateway.users }
+    const policy: HeaderPolicy = { auth: route.auth, trustProxy: server.trustProxy !== false, users: app.gateway.users }
     const prefix = publicPrefixOf(route)
     await app.register(async (scope) => registerRoute(scope, route, policy), prefix === '' ? {} : { prefix })
   }
