@@ -79,6 +79,8 @@ declare module 'fastify' {
     receivedAt: number
     /** The client stopped reading its answer for server.sendTimeoutMs and was cut off. */
     sendTimedOut: boolean
+    /** request.ip as it was on arrival: an HTTP/2 stream that has closed no longer knows it. */
+    clientAddress: string | undefined
   }
 }
 
@@ -111,6 +113,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
   app.decorateRequest('refusedBy', undefined)
   app.decorateRequest('receivedAt', 0)
   app.decorateRequest('sendTimedOut', false)
+  app.decorateRequest('clientAddress', undefined)
   // Connections Node cut off with a 408 (server.requestTimeoutMs): their request did not end by the client's choice.
   const timedOut = new WeakSet<object>()
   app.server.on('clientError', (err: NodeJS.ErrnoException, socket: object) => {
@@ -119,6 +122,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
   // Callback-style hooks: an async hook costs Fastify a promise and extra ticks per request.
   app.addHook('onRequest', (request, reply, done) => {
     request.receivedAt = performance.now()
+    request.clientAddress = request.ip
     void reply.header('x-request-id', request.id)
     reply.raw.once('close', () => {
       const res = reply.raw
@@ -134,7 +138,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
         status,
         user: request.principal?.sub,
         // As Nginx's $remote_addr: behind a load balancer (server.trustProxy) the forwarded one.
-        ip: request.ip,
+        ip: request.clientAddress,
       }
       if (request.principal?.keyId !== undefined) line.apiKey = request.principal.keyId
       if (chat !== undefined) {

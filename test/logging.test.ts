@@ -1,5 +1,6 @@
 import t from 'tap'
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { connect as http2Connect } from 'node:http2'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
@@ -77,6 +78,20 @@ t.test('behind a load balancer (server.trustProxy) the line names the forwarded 
   await (await fetch(`${gw.url}/api/tags`, { headers: { ...gw.auth(), 'x-forwarded-for': '203.0.113.9' } })).text()
   await gw.app.close()
   t.match(log.lines().find((l) => l.url === '/api/tags'), { status: 200, ip: '203.0.113.9' })
+})
+
+t.test('over HTTP/2 the line names the client address too (the stream has closed by the time it is written)', async (t) => {
+  const ollama = await OllamaEmulator.start({ models: ['llama3.2:latest'] })
+  t.teardown(() => ollama.close())
+  const log = capture()
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: ollama.url }], { tls: { mode: 'self-signed', names: ['localhost'], httpPort: 0 }, log: { level: 'info' } }, { logStream: log.stream })
+  const session = http2Connect(gw.url, { rejectUnauthorized: false, servername: 'localhost' })
+  const tags = session.request({ ':method': 'GET', ':path': '/api/tags', authorization: `Bearer ${gw.token()}` })
+  tags.resume()
+  await new Promise((resolve) => tags.on('end', resolve))
+  session.close()
+  await gw.app.close()
+  t.match(log.lines().find((l) => l.url === '/api/tags'), { status: 200, ip: '127.0.0.1' })
 })
 
 t.test('the log destination batches lines, keeps their order and loses none', async (t) => {
