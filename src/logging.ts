@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto'
 import pino, { type DestinationStream } from 'pino'
 import type { Config } from './config/schema.js'
 import type { ChatRecord } from './relay/usage.js'
+import { answered } from './relay/client-stream.js'
 
 declare module 'fastify' {
   interface FastifyRequest { chat: ChatRecord | undefined }
@@ -126,7 +127,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
     void reply.header('x-request-id', request.id)
     reply.raw.once('close', () => {
       const res = reply.raw
-      const finished = res.writableFinished
+      const finished = answered(res)
       const chat = request.chat
       // Built flat, without spreads: this runs for every request.
       // A proxied WebSocket (reply-from hijacked the reply, no HTTP response) ends with its socket.

@@ -4,7 +4,7 @@ import t, { type Test } from 'tap'
 import { X509Certificate } from 'node:crypto'
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
-import { connect as http2Connect } from 'node:http2'
+import { connect as http2Connect, constants as http2Constants } from 'node:http2'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls'
@@ -16,6 +16,7 @@ import { buildApp } from '../src/app.js'
 import { validateConfig } from '../src/config/load.js'
 import { OllamaEmulator } from './emulators/ollama.js'
 import { startGateway, type Gateway } from './helpers/gateway.js'
+import { captureLog } from './helpers/accounts.js'
 
 const MODEL = 'llama3.2:latest'
 
@@ -120,6 +121,26 @@ t.test('chat over HTTPS and HTTP/2 with the official clients, streamed and not',
   for await (const part of await ollama.chat({ model: 'llama3.2', stream: true, messages: [{ role: 'user', content: 'hi' }] })) text += part.message.content
   t.equal(text, 'Hello from llama3.2:latest!')
   t.equal((await ollama.list()).models[0]!.name, MODEL)
+})
+
+t.test('over HTTP/2, a client that leaves mid-stream aborts the backend request at once, and is logged as such', async (t) => {
+  const o = await emulator(t)
+  // A long answer, 20 ms a piece: the client leaves after the first.
+  o.mode = { chunkDelayMs: 20, replyTokens: Array.from({ length: 500 }, (_, i) => `t${i} `) }
+  const log = captureLog()
+  const gw = await startGateway(t, [{ name: 'o', type: 'ollama', url: o.url }], { tls: { mode: 'self-signed', names: ['localhost'], httpPort: 0 }, log: { level: 'info' } }, { logStream: log.stream })
+  const session = http2Connect(gw.url, { rejectUnauthorized: false, servername: 'localhost' })
+  t.teardown(() => { session.destroy() })
+  const chat = session.request({ ':method': 'POST', ':path': '/api/chat', authorization: `Bearer ${gw.token()}`, 'content-type': 'application/json' })
+  chat.end(JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'hi' }] }))
+  await new Promise<void>((resolve) => chat.once('data', () => resolve()))
+  chat.close(http2Constants.NGHTTP2_CANCEL)
+  await o.waitForAborts(1)
+  t.equal(o.aborts.length, 1, 'the backend request was aborted')
+  session.close()
+  await gw.app.close()
+  t.match(log.text().split('\n').filter((l) => l.includes('"url":"/api/chat"')).map((l) => JSON.parse(l) as Record<string, unknown>),
+    [{ status: 499, msg: 'request aborted by client' }])
 })
 
 t.test('the HTTP listener: 308 to HTTPS keeping host, path and query; ACME challenges answered from storage', async (t) => {

@@ -116,9 +116,17 @@ export function clientSignal (reply: FastifyReply): ClientGone {
   const gone = new ClientGone()
   const res = reply.raw
   res.once('close', () => {
-    if (res.writableFinished) return
+    if (answered(res)) return
     gone.aborted = true
     gone.emit('abort')
   })
   return gone
+}
+
+/**
+ * The whole answer was written and handed on. writableFinished alone is not enough: on an HTTP/2
+ * stream the client reset, Node's compatibility response says finished without ever having ended.
+ */
+export function answered (res: { writableEnded: boolean, writableFinished: boolean }): boolean {
+  return res.writableEnded && res.writableFinished
 }
