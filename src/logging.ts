@@ -104,6 +104,13 @@ export function requestIds (): () => string {
   return () => prefix + (next++).toString(36)
 }
 
+/** The log line's message for a request whose answer never ended, by the status logged for it. */
+const UNFINISHED: Record<number, string> = {
+  101: 'websocket closed',
+  408: 'request timed out: the client sent it too slowly',
+  499: 'request aborted by client',
+}
+
 /** Called once per request when the connection is done with it, after its log line. */
 export type RequestDone = (request: FastifyRequest, status: number, durationMs: number) => void
 
@@ -154,8 +161,7 @@ export function requestLogLine (app: FastifyInstance, onDone?: RequestDone): voi
       }
       const durationMs = Math.round(performance.now() - request.receivedAt)
       line.durationMs = durationMs
-      request.log.info(line, finished ? 'request' : upgraded ? 'websocket closed' : status === 408 ? 'request timed out: the client sent it too slowly'
-        : request.sendTimedOut ? 'client stopped reading: cut off after server.sendTimeoutMs' : 'request aborted by client')
+      request.log.info(line, finished ? 'request' : request.sendTimedOut ? 'client stopped reading: cut off after server.sendTimeoutMs' : UNFINISHED[status]!)
       onDone?.(request, status, durationMs)
     })
     done()
