@@ -167,27 +167,22 @@ t.test('trusted networks: the address behind a trusted proxy counts, and the CID
   t.equal((await send(listed.gw.url, '/api/tags', { headers: { 'x-forwarded-for': '203.0.113.9, 10.1.2.3, 172.16.0.5' } })).status, 200)
   t.equal((await send(listed.gw.url, '/api/tags', { headers: { 'x-forwarded-for': '10.1.2.3, 203.0.113.9, 172.16.0.5' } })).status, 401)
   const { validateConfig } = await import('../src/config/load.js')
-  const problems = (cidrs: string[]): string => {
+  /** The config loader's message for these settings beside one backend ('' when they are fine). */
+  const problemsWith = (settings: Record<string, unknown>): string => {
     try {
-      validateConfig({ backends: [{ name: 'o', type: 'ollama', url: 'http://127.0.0.1:11434' }], auth: { trustedNetworks: { cidrs } } })
+      validateConfig({ backends: [{ name: 'o', type: 'ollama', url: 'http://127.0.0.1:11434' }], ...settings })
       return ''
     } catch (err) {
       return (err as Error).message
     }
   }
+  const problems = (cidrs: string[]): string => problemsWith({ auth: { trustedNetworks: { cidrs } } })
+  const proxyProblems = (trustProxy: unknown): string => problemsWith({ server: { trustProxy } })
   t.equal(problems(['10.0.0.0/8', '192.168.1.7', '::1/128']), '')
   t.match(problems(['10.0.0.0/33']), /auth.trustedNetworks.cidrs\[0\]: "10.0.0.0\/33" has a prefix outside 0-32/)
   t.match(problems(['example.org/8']), /cidrs\[0\]: "example.org\/8" must be an IPv4 or IPv6 address/)
   t.match(problems(['10.0.0.0/8/1']), /must be an IPv4 or IPv6 address/)
   t.match(problems(['fd00::/129']), /prefix outside 0-128/)
-  const proxyProblems = (trustProxy: unknown): string => {
-    try {
-      validateConfig({ backends: [{ name: 'o', type: 'ollama', url: 'http://127.0.0.1:11434' }], server: { trustProxy } })
-      return ''
-    } catch (err) {
-      return (err as Error).message
-    }
-  }
   t.equal(proxyProblems(['10.0.0.0/8', '::1']), '')
   t.match(proxyProblems(['10.0.0.0/8', 'lb.internal']), /server\.trustProxy\[1\]: "lb.internal" must be an IPv4 or IPv6 address/)
   for (const bad of [0, 'yes', []]) t.match(proxyProblems(bad), /server\.trustProxy: must be true, false, a number of proxies \(1 or more\) or a list of their addresses/)
